@@ -1,0 +1,233 @@
+// Package app wires the listener: Kafka consumer group in, JetStream work
+// stream out, with the routing index, Sources lookups, metrics and probes.
+// It is a package (not main) so tests can run the real listener in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cloudoreg/cloudoreg/listener/internal/forward"
+	"github.com/cloudoreg/cloudoreg/listener/internal/metrics"
+	"github.com/cloudoreg/cloudoreg/listener/internal/resolve"
+	"github.com/cloudoreg/cloudoreg/shared/backoff"
+	"github.com/cloudoreg/cloudoreg/shared/config"
+	"github.com/cloudoreg/cloudoreg/shared/kafka"
+	"github.com/cloudoreg/cloudoreg/shared/natsconn"
+	"github.com/cloudoreg/cloudoreg/shared/ops"
+	"github.com/cloudoreg/cloudoreg/shared/sources"
+	"github.com/cloudoreg/cloudoreg/shared/work"
+)
+
+// Config is the listener's configuration (environment variables).
+type Config struct {
+	Kafka   config.Kafka
+	NATS    config.NATS
+	Sources config.Sources
+	Log     config.Log
+
+	EventsTopic   string        `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
+	GroupID       string        `env:"KAFKA_GROUP_ID" envDefault:"cloudoreg-listener"`
+	InitialOffset string        `env:"KAFKA_INITIAL_OFFSET" envDefault:"oldest"`
+	CommitEvery   time.Duration `env:"KAFKA_COMMIT_INTERVAL" envDefault:"1s"`
+
+	MetricsPort int    `env:"METRICS_PORT" envDefault:"9100"`
+	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
+
+	IndexTTL       time.Duration `env:"ROUTING_INDEX_TTL" envDefault:"2160h"`
+	KVReplicas     int           `env:"KV_REPLICAS" envDefault:"1"`
+	MaxInFlight    int           `env:"LISTENER_MAX_INFLIGHT" envDefault:"256"`
+	MaxEventBytes  int           `env:"LISTENER_MAX_EVENT_BYTES" envDefault:"1048576"`
+	PublishTimeout time.Duration `env:"LISTENER_PUBLISH_TIMEOUT" envDefault:"5s"`
+	RetryBase      time.Duration `env:"LISTENER_RETRY_BASE" envDefault:"200ms"`
+	RetryMax       time.Duration `env:"LISTENER_RETRY_MAX" envDefault:"10s"`
+	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"20s"`
+}
+
+// LoadConfig reads the configuration from the environment.
+func LoadConfig() (Config, error) {
+	var c Config
+	err := config.Parse(&c)
+	return c, err
+}
+
+// Listener is a running listener.
+type Listener struct {
+	cfg     Config
+	log     *logrus.Entry
+	metrics *metrics.Metrics
+	ready   *ops.Readiness
+	ops     *ops.Server
+}
+
+// New validates cfg and binds the ops port.
+func New(cfg Config, log *logrus.Entry) (*Listener, error) {
+	if cfg.MaxInFlight < 1 {
+		return nil, errors.New("LISTENER_MAX_INFLIGHT must be at least 1")
+	}
+	l := &Listener{
+		cfg:     cfg,
+		log:     log,
+		metrics: metrics.New(),
+		ready:   ops.NewReadiness("kafka", "nats", "stream"),
+	}
+	srv, err := ops.Listen(":"+strconv.Itoa(cfg.MetricsPort), cfg.MetricsPath, l.metrics.Registry, l.ready)
+	if err != nil {
+		return nil, fmt.Errorf("metrics port: %w", err)
+	}
+	l.ops = srv
+	return l, nil
+}
+
+// OpsAddr is the address of /metrics, /healthz and /readyz.
+func (l *Listener) OpsAddr() string { return l.ops.Addr() }
+
+// Run consumes until ctx ends, then shuts down within the grace period.
+func (l *Listener) Run(ctx context.Context) error {
+	defer l.shutdownOps()
+	l.log.WithFields(logrus.Fields(config.Summary(l.cfg))).Info("listener starting")
+
+	nc, err := natsconn.Connect(l.cfg.NATS, "cloudoreg-listener", l.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	go l.watchNATS(ctx, nc)
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(l.cfg.MaxInFlight*4),
+		jetstream.WithPublishAsyncTimeout(l.cfg.PublishTimeout))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	index, err := l.prepareNATS(ctx, js)
+	if err != nil {
+		return err
+	}
+
+	group, err := l.consumerGroup()
+	if err != nil {
+		return err
+	}
+	handler := &forward.Handler{
+		JS:           js,
+		Resolver:     &resolve.Resolver{Index: index, Apps: l.sourcesClient()},
+		Metrics:      l.metrics,
+		Log:          l.log,
+		Ready:        l.ready,
+		MaxValue:     l.cfg.MaxEventBytes,
+		MaxInFlight:  l.cfg.MaxInFlight,
+		Backoff:      backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax},
+		DrainTimeout: l.cfg.ShutdownGrace / 2,
+	}
+	l.consume(ctx, group, handler)
+
+	// The session has ended and committed; closing leaves the group at once
+	// so the next listener pod gets the partitions without waiting.
+	if err := group.Close(); err != nil {
+		l.log.WithError(err).Warn("closing the consumer group")
+	}
+	l.log.Info("listener stopped")
+	return nil
+}
+
+func (l *Listener) sourcesClient() *sources.Client {
+	return sources.New(l.cfg.Sources.URL, l.cfg.Sources.Key(), l.cfg.Sources.Timeout)
+}
+
+// prepareNATS waits for the work stream (the processors declare it) and
+// opens the routing index, retrying while NATS is unavailable.
+func (l *Listener) prepareNATS(ctx context.Context, js jetstream.JetStream) (*resolve.KVIndex, error) {
+	policy := backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax}
+	for attempt := 1; ; attempt++ {
+		_, err := js.Stream(ctx, work.StreamName)
+		if err == nil {
+			var index *resolve.KVIndex
+			index, err = resolve.OpenKVIndex(ctx, js, l.cfg.IndexTTL, l.cfg.KVReplicas)
+			if err == nil {
+				l.ready.Set("stream", true, "")
+				return index, nil
+			}
+		}
+		l.ready.Set("stream", false, "work stream or routing index unavailable")
+		l.log.WithError(err).WithField("attempt", attempt).Warn("waiting for the work stream " + work.StreamName + " (declared by the processors) and the routing index")
+		if err := backoff.Sleep(ctx, policy.Delay(attempt)); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (l *Listener) consumerGroup() (sarama.ConsumerGroup, error) {
+	sc, err := kafka.Config(l.cfg.Kafka, "cloudoreg-listener")
+	if err != nil {
+		return nil, err
+	}
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Offsets.AutoCommit.Enable = true
+	sc.Consumer.Offsets.AutoCommit.Interval = l.cfg.CommitEvery
+	switch l.cfg.InitialOffset {
+	case "oldest":
+		sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	case "newest":
+		sc.Consumer.Offsets.Initial = sarama.OffsetNewest
+	default:
+		return nil, fmt.Errorf("KAFKA_INITIAL_OFFSET must be oldest or newest, not %q", l.cfg.InitialOffset)
+	}
+	group, err := sarama.NewConsumerGroup(l.cfg.Kafka.Brokers, l.cfg.GroupID, sc)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer group: %w", err)
+	}
+	go func() {
+		for err := range group.Errors() {
+			l.log.WithError(err).Warn("kafka consumer group error")
+		}
+	}()
+	return group, nil
+}
+
+// consume runs consumer-group sessions until ctx ends; each rebalance ends a
+// session and starts the next.
+func (l *Listener) consume(ctx context.Context, group sarama.ConsumerGroup, h *forward.Handler) {
+	policy := backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax}
+	for attempt := 1; ctx.Err() == nil; {
+		err := group.Consume(ctx, []string{l.cfg.EventsTopic}, h)
+		l.ready.Set("kafka", false, "no consumer group session")
+		if err == nil {
+			attempt = 1
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		l.log.WithError(err).WithField("attempt", attempt).Warn("kafka consumer group session failed, retrying")
+		_ = backoff.Sleep(ctx, policy.Delay(attempt))
+		attempt++
+	}
+}
+
+// watchNATS keeps the nats readiness check current.
+func (l *Listener) watchNATS(ctx context.Context, nc *nats.Conn) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		l.ready.Set("nats", nc.IsConnected(), "not connected to NATS")
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (l *Listener) shutdownOps() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.ops.Shutdown(ctx)
+}

@@ -1,0 +1,119 @@
+// Package route decides what the listener does with one Kafka message of the
+// Sources event stream: ignore it, skip it as unprocessable, or route it to
+// a source's work subject. It is pure: no I/O, no Kafka types.
+package route
+
+import (
+	"errors"
+	"unicode/utf8"
+
+	"github.com/cloudoreg/cloudoreg/shared/event"
+)
+
+// Action is what to do with a message.
+type Action int
+
+const (
+	// Ignore: an event type Cloudoreg does not act on. No call is made.
+	Ignore Action = iota
+	// Skip: a routed type that cannot be processed (poison input).
+	Skip
+	// Route: publish to the work stream once the source id is known.
+	Route
+)
+
+// Reasons for Skip, used as metric labels and log fields.
+const (
+	ReasonTooLarge    = "too_large"
+	ReasonBadPayload  = "bad_payload"
+	ReasonBadID       = "bad_id"
+	ReasonNoTenant    = "no_tenant"
+	ReasonBadIdentity = "bad_identity"
+)
+
+// Decision is the outcome for one message.
+type Decision struct {
+	Action    Action
+	Reason    string // why it was skipped
+	EventType string // as read, for logs; see MetricType for labels
+	Event     event.Event
+	Tenant    event.Tenant
+	Identity  string // raw x-rh-identity: copied onward, never logged
+}
+
+// Headers are a message's headers by name. Empty values count as absent.
+type Headers map[string]string
+
+// FromPairs builds Headers from raw key/value pairs, keeping the first
+// non-empty valid UTF-8 value of each name.
+func FromPairs(n int, pair func(i int) (key, value []byte)) Headers {
+	h := make(Headers, n)
+	for i := 0; i < n; i++ {
+		k, v := pair(i)
+		if len(v) == 0 || !utf8.Valid(v) {
+			continue
+		}
+		if _, seen := h[string(k)]; !seen {
+			h[string(k)] = string(v)
+		}
+	}
+	return h
+}
+
+// Decide classifies one message. maxValue bounds the payload size.
+func Decide(h Headers, value []byte, maxValue int) Decision {
+	d := Decision{EventType: h[event.HeaderEventType]}
+	if !event.Routed(d.EventType) {
+		d.Action = Ignore
+		return d
+	}
+	d.Action = Skip
+	if len(value) > maxValue {
+		d.Reason = ReasonTooLarge
+		return d
+	}
+	tenant, err := event.ResolveTenant(h[event.HeaderOrgID], h[event.HeaderAccount], h[event.HeaderIdentity])
+	switch {
+	case errors.Is(err, event.ErrBadIdentity):
+		d.Reason = ReasonBadIdentity
+		return d
+	case err != nil:
+		d.Reason = ReasonNoTenant
+		return d
+	}
+	ev, err := event.Decode(event.Type(d.EventType), value)
+	switch {
+	case errors.Is(err, event.ErrBadID):
+		d.Reason = ReasonBadID
+		return d
+	case err != nil:
+		d.Reason = ReasonBadPayload
+		return d
+	}
+	d.Action, d.Event, d.Tenant, d.Identity = Route, ev, tenant, h[event.HeaderIdentity]
+	return d
+}
+
+// knownTypes are the event types Sources emits; anything else is counted as
+// "other" so a stray header cannot grow the metric's label set.
+var knownTypes = map[string]bool{
+	"Source.create": true, "Source.update": true, "Source.destroy": true, "Source.pause": true, "Source.unpause": true,
+	"Application.create": true, "Application.update": true, "Application.destroy": true,
+	"Application.pause": true, "Application.unpause": true,
+	"Authentication.create": true, "Authentication.update": true, "Authentication.destroy": true,
+	"Endpoint.create": true, "Endpoint.update": true, "Endpoint.destroy": true,
+	"ApplicationAuthentication.create": true, "ApplicationAuthentication.update": true,
+	"ApplicationAuthentication.destroy": true, "Records.update": true,
+}
+
+// MetricType is the event type as a bounded metric label.
+func MetricType(eventType string) string {
+	switch {
+	case eventType == "":
+		return "none"
+	case knownTypes[eventType]:
+		return eventType
+	default:
+		return "other"
+	}
+}

@@ -1,0 +1,147 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
+	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
+	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+	"github.com/cloudoreg/cloudoreg/processor/internal/rhsm"
+	"github.com/cloudoreg/cloudoreg/shared/config"
+	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/sources"
+)
+
+// observe records the latency and failure kind of one external call.
+func observe(m *metrics.Metrics, target, op string, started time.Time, err error) {
+	m.CallSeconds.WithLabelValues(target, op).Observe(time.Since(started).Seconds())
+	if err == nil {
+		return
+	}
+	kind := "permanent"
+	switch {
+	case errors.Is(err, sources.ErrNotFound):
+		kind = "not_found"
+	case failure.IsTransient(err) && !sourcesPermanent(target, err):
+		kind = "transient"
+	}
+	m.CallErrors.WithLabelValues(target, op, kind).Inc()
+}
+
+func sourcesPermanent(target string, err error) bool {
+	return target == "sources" && !sources.IsTransient(err)
+}
+
+// instrumentedSources measures every Sources call.
+type instrumentedSources struct {
+	c *sources.Client
+	m *metrics.Metrics
+}
+
+func (s instrumentedSources) CloudMeterTypeID(ctx context.Context, t event.Tenant) (string, error) {
+	start := time.Now()
+	id, err := s.c.CloudMeterTypeID(ctx, t)
+	observe(s.m, "sources", "application_type", start, err)
+	return id, err
+}
+
+func (s instrumentedSources) SourceApplications(ctx context.Context, t event.Tenant, id string) ([]sources.Application, error) {
+	start := time.Now()
+	apps, err := s.c.SourceApplications(ctx, t, id)
+	observe(s.m, "sources", "source_applications", start, err)
+	return apps, err
+}
+
+func (s instrumentedSources) ApplicationAuthentications(ctx context.Context, t event.Tenant, id string) ([]sources.Authentication, error) {
+	start := time.Now()
+	auths, err := s.c.ApplicationAuthentications(ctx, t, id)
+	observe(s.m, "sources", "application_authentications", start, err)
+	return auths, err
+}
+
+func (s instrumentedSources) AuthenticationWithSecret(ctx context.Context, t event.Tenant, id string) (sources.Authentication, error) {
+	start := time.Now()
+	a, err := s.c.AuthenticationWithSecret(ctx, t, id)
+	observe(s.m, "sources", "authentication", start, err)
+	return a, err
+}
+
+// instrumentedVerifier measures STS verification.
+type instrumentedVerifier struct {
+	v *awsverify.Verifier
+	m *metrics.Metrics
+}
+
+func (v instrumentedVerifier) Verify(ctx context.Context, role awsverify.RoleARN, externalID string) error {
+	start := time.Now()
+	err := v.v.Verify(ctx, role, externalID)
+	observe(v.m, "sts", "verify", start, err)
+	return err
+}
+
+// registry adapts the RHSM client to reconcile.Registry and measures it.
+type registry struct {
+	c *rhsm.Client
+	m *metrics.Metrics
+}
+
+func (r registry) Register(ctx context.Context, orgID, accountID, sourceID string) error {
+	start := time.Now()
+	err := r.c.Register(ctx, orgID, accountID, sourceID)
+	if errors.Is(err, rhsm.ErrConflict) {
+		r.m.CallSeconds.WithLabelValues("rhsm", "register").Observe(time.Since(start).Seconds())
+		return reconcile.ErrConflict
+	}
+	observe(r.m, "rhsm", "register", start, err)
+	return err
+}
+
+func (r registry) Remove(ctx context.Context, orgID, sourceID string) error {
+	start := time.Now()
+	err := r.c.Remove(ctx, orgID, sourceID)
+	observe(r.m, "rhsm", "remove", start, err)
+	return err
+}
+
+func (r registry) Registered(ctx context.Context, orgID, accountID, sourceID string) (bool, error) {
+	start := time.Now()
+	ok, err := r.c.Registered(ctx, orgID, accountID, sourceID)
+	observe(r.m, "rhsm", "enabled", start, err)
+	return ok, err
+}
+
+func (p *Processor) registry() (registry, error) {
+	c, err := rhsm.New(rhsm.Config{
+		BaseURL:     p.cfg.RHSMURL,
+		AuthHeader:  p.cfg.RHSMAuthHeader,
+		AuthValue:   config.Secret(p.cfg.RHSMAuthValue, p.cfg.RHSMAuthValueFile),
+		BearerToken: config.Secret(p.cfg.RHSMBearerToken, p.cfg.RHSMBearerTokenFile),
+		CertFile:    p.cfg.RHSMCertFile,
+		KeyFile:     p.cfg.RHSMKeyFile,
+		CAFile:      p.cfg.RHSMCAFile,
+		Timeout:     p.cfg.RHSMTimeout,
+	})
+	if err != nil {
+		return registry{}, err
+	}
+	return registry{c: c, m: p.metrics}, nil
+}
+
+func (p *Processor) verifier(ctx context.Context) (*awsverify.Verifier, error) {
+	c := awsverify.Config{
+		Endpoint:        p.cfg.STSEndpoint,
+		Region:          p.cfg.AWSRegion,
+		AccessKeyID:     p.cfg.AWSAccessKeyID,
+		SecretAccessKey: config.Secret(p.cfg.AWSSecretAccessKey, p.cfg.AWSSecretAccessKeyFile),
+		Timeout:         p.cfg.STSTimeout,
+	}
+	if c.AccessKeyID == "" && loopback(c.Endpoint) {
+		// The local STS stand-in accepts any signature; spare developers
+		// from configuring fake AWS credentials.
+		c.AccessKeyID, c.SecretAccessKey = "cloudoreg-local", "cloudoreg-local"
+	}
+	return awsverify.New(ctx, c)
+}

@@ -1,0 +1,236 @@
+// Package app wires the processor: the work stream in, Sources, STS and RHSM
+// out, status messages to Kafka, with metrics, probes and the availability
+// check. It is a package (not main) so tests can run the real processor
+// in-process.
+package app
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/availability"
+	"github.com/cloudoreg/cloudoreg/processor/internal/claims"
+	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
+	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
+	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+	"github.com/cloudoreg/cloudoreg/processor/internal/report"
+	"github.com/cloudoreg/cloudoreg/processor/internal/worker"
+	"github.com/cloudoreg/cloudoreg/shared/backoff"
+	"github.com/cloudoreg/cloudoreg/shared/config"
+	"github.com/cloudoreg/cloudoreg/shared/kafka"
+	"github.com/cloudoreg/cloudoreg/shared/natsconn"
+	"github.com/cloudoreg/cloudoreg/shared/ops"
+	"github.com/cloudoreg/cloudoreg/shared/sources"
+	"github.com/cloudoreg/cloudoreg/shared/work"
+)
+
+// Processor is a running processor.
+type Processor struct {
+	cfg     Config
+	log     *logrus.Entry
+	metrics *metrics.Metrics
+	ready   *ops.Readiness
+	ops     *ops.Server
+	private *ops.Server
+	js      jetstream.JetStream
+}
+
+// New validates cfg and binds the ops and private ports.
+func New(cfg Config, log *logrus.Entry) (*Processor, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	p := &Processor{cfg: cfg, log: log, metrics: metrics.New(), ready: ops.NewReadiness("nats", "kafka", "consumers")}
+	srv, err := ops.Listen(":"+strconv.Itoa(cfg.MetricsPort), cfg.MetricsPath, p.metrics.Registry, p.ready)
+	if err != nil {
+		return nil, fmt.Errorf("metrics port: %w", err)
+	}
+	p.ops = srv
+	check := &availability.Handler{Work: p, Log: log, Counted: func(o string) { p.metrics.Checks.WithLabelValues(o).Inc() }}
+	private, err := ops.Serve(":"+strconv.Itoa(cfg.PrivatePort), availability.Mux(check))
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return nil, fmt.Errorf("private port: %w", err)
+	}
+	p.private = private
+	return p, nil
+}
+
+// OpsAddr is the address of /metrics, /healthz and /readyz.
+func (p *Processor) OpsAddr() string { return p.ops.Addr() }
+
+// PrivateAddr is the address of the availability check.
+func (p *Processor) PrivateAddr() string { return p.private.Addr() }
+
+// Enqueue publishes a work message (the availability check uses it).
+func (p *Processor) Enqueue(ctx context.Context, m work.Message) error {
+	if p.js == nil {
+		return fmt.Errorf("not connected to JetStream yet")
+	}
+	_, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()})
+	return err
+}
+
+// Run processes work until ctx ends, then stops within the grace period.
+func (p *Processor) Run(ctx context.Context) error {
+	defer p.shutdownServers()
+	p.log.WithFields(logrus.Fields(config.Summary(p.cfg))).Info("processor starting")
+
+	nc, err := natsconn.Connect(p.cfg.NATS, "cloudoreg-processor", p.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	go p.watchNATS(ctx, nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	stores, err := p.declare(ctx, js)
+	if err != nil {
+		return err
+	}
+	p.js = js
+
+	reporter, err := p.reporter()
+	if err != nil {
+		return err
+	}
+	defer reporter.Close()
+	p.ready.Set("kafka", true, "")
+
+	rec, err := p.reconciler(ctx, stores.claims, reporter)
+	if err != nil {
+		return err
+	}
+	w := worker.New(p.workerConfig(), js, rec, reporter, stores.outcomes, stores.parked, p.metrics, p.log)
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	sub, err := w.WatchMaxDeliveries(nc)
+	if err != nil {
+		return fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
+	}
+	p.ready.Set("consumers", true, "")
+	p.log.WithField("partitions", p.cfg.Work.Partitions).Info("processor consuming")
+
+	<-ctx.Done()
+	p.ready.Set("consumers", false, "shutting down")
+	p.log.Info("processor stopping: finishing work in progress")
+	_ = sub.Unsubscribe()
+	w.Stop(p.cfg.ShutdownGrace)
+	if err := nc.Drain(); err != nil {
+		p.log.WithError(err).Warn("draining the NATS connection")
+	}
+	p.log.Info("processor stopped")
+	return nil
+}
+
+type stores struct {
+	claims   *claims.Store
+	outcomes *outcomes.Store
+	parked   jetstream.KeyValue
+}
+
+// declare creates or updates the streams and KV buckets, retrying while NATS
+// is unavailable: whichever replica starts first declares them.
+func (p *Processor) declare(ctx context.Context, js jetstream.JetStream) (stores, error) {
+	policy := backoff.Policy{Base: 200 * time.Millisecond, Max: 5 * time.Second}
+	for attempt := 1; ; attempt++ {
+		s, err := p.declareOnce(ctx, js)
+		if err == nil {
+			return s, nil
+		}
+		p.log.WithError(err).WithField("attempt", attempt).Warn("declaring the work stream and KV buckets failed, retrying")
+		if err := backoff.Sleep(ctx, policy.Delay(attempt)); err != nil {
+			return stores{}, err
+		}
+	}
+}
+
+func (p *Processor) declareOnce(ctx context.Context, js jetstream.JetStream) (stores, error) {
+	var s stores
+	if err := work.EnsureStreams(ctx, js, p.cfg.Work); err != nil {
+		return s, err
+	}
+	var err error
+	if s.claims, err = claims.Open(ctx, js, p.cfg.KVReplicas); err != nil {
+		return s, err
+	}
+	if s.outcomes, err = outcomes.Open(ctx, js, p.cfg.KVReplicas, p.cfg.OutcomeTTL); err != nil {
+		return s, err
+	}
+	if s.parked, err = worker.OpenParked(ctx, js, p.cfg.KVReplicas); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func (p *Processor) reporter() (*report.Reporter, error) {
+	sc, err := kafka.Config(p.cfg.Kafka, "cloudoreg-processor")
+	if err != nil {
+		return nil, err
+	}
+	return report.New(p.cfg.Kafka.Brokers, sc, p.cfg.StatusTopic, func(s string) {
+		p.metrics.StatusMessages.WithLabelValues(s).Inc()
+	})
+}
+
+func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporter reconcile.Reporter) (*reconcile.Reconciler, error) {
+	verifier, err := p.verifier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	registry, err := p.registry()
+	if err != nil {
+		return nil, err
+	}
+	src := sources.New(p.cfg.Sources.URL, p.cfg.Sources.Key(), p.cfg.Sources.Timeout)
+	return &reconcile.Reconciler{
+		Sources:  instrumentedSources{src, p.metrics},
+		Verifier: instrumentedVerifier{verifier, p.metrics},
+		Registry: registry,
+		Claims:   cl,
+		Reporter: reporter,
+	}, nil
+}
+
+func (p *Processor) workerConfig() worker.Config {
+	c := p.cfg
+	return worker.Config{
+		Partitions:  c.Work.Partitions,
+		AckWait:     c.AckWait,
+		MaxDeliver:  c.MaxDeliver,
+		InPlace:     c.RetryInPlace,
+		Backoff:     backoff.Policy{Base: c.RetryBase, Max: c.RetryMax},
+		Budget:      c.RetryBudget,
+		ParkBackoff: backoff.Policy{Base: c.ParkBase, Max: c.ParkMax},
+		SweepEvery:  c.SweepEvery,
+	}
+}
+
+func (p *Processor) watchNATS(ctx context.Context, nc *nats.Conn) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		p.ready.Set("nats", nc.IsConnected(), "not connected to NATS")
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Processor) shutdownServers() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = p.private.Shutdown(ctx)
+	_ = p.ops.Shutdown(ctx)
+}

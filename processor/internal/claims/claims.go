@@ -1,0 +1,145 @@
+// Package claims keeps each AWS account owned by at most one source, in a
+// JetStream KV bucket. Compare-and-set on the account key makes two
+// processors racing for one account (on different partitions) agree.
+package claims
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+)
+
+// Bucket is the KV bucket of account claims.
+const Bucket = "CLOUDOREG_ACCOUNTS"
+
+// Store implements reconcile.Claims.
+type Store struct{ kv jetstream.KeyValue }
+
+// Open creates or updates the bucket.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "Cloudoreg: AWS account -> owning source (account.<id>), source -> account (source.<id>)",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		History:     1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("declare KV %s: %w", Bucket, err)
+	}
+	return &Store{kv: kv}, nil
+}
+
+func accountKey(id string) string { return "account." + id }
+func sourceKey(id string) string  { return "source." + id }
+
+// Claim implements reconcile.Claims.
+func (s *Store) Claim(ctx context.Context, c reconcile.Claim) (string, error) {
+	value, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	for {
+		entry, err := s.kv.Get(ctx, accountKey(c.AccountID))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = s.kv.Create(ctx, accountKey(c.AccountID), value)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // lost a race: read the winner
+			}
+		case err == nil:
+			var owner reconcile.Claim
+			if jerr := json.Unmarshal(entry.Value(), &owner); jerr == nil && owner.SourceID != c.SourceID {
+				return "", &reconcile.ClaimedError{Owner: owner}
+			}
+			_, err = s.kv.Update(ctx, accountKey(c.AccountID), value, entry.Revision())
+			if isWrongRevision(err) {
+				continue
+			}
+		}
+		if err != nil {
+			return "", failure.Transient("claims", err)
+		}
+		return s.moveSource(ctx, c)
+	}
+}
+
+// moveSource points source -> account at the new account and frees the
+// account the source held before, if it was another one.
+func (s *Store) moveSource(ctx context.Context, c reconcile.Claim) (string, error) {
+	var previous string
+	entry, err := s.kv.Get(ctx, sourceKey(c.SourceID))
+	if err == nil && string(entry.Value()) != c.AccountID {
+		previous = string(entry.Value())
+		if err := s.releaseAccount(ctx, previous, c.SourceID); err != nil {
+			return "", err
+		}
+	} else if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", failure.Transient("claims", err)
+	}
+	if _, err := s.kv.Put(ctx, sourceKey(c.SourceID), []byte(c.AccountID)); err != nil {
+		return "", failure.Transient("claims", err)
+	}
+	return previous, nil
+}
+
+// Release implements reconcile.Claims.
+func (s *Store) Release(ctx context.Context, sourceID string) error {
+	entry, err := s.kv.Get(ctx, sourceKey(sourceID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return failure.Transient("claims", err)
+	}
+	if err := s.releaseAccount(ctx, string(entry.Value()), sourceID); err != nil {
+		return err
+	}
+	if err := s.kv.Delete(ctx, sourceKey(sourceID), jetstream.LastRevision(entry.Revision())); err != nil && !isWrongRevision(err) {
+		return failure.Transient("claims", err)
+	}
+	return nil
+}
+
+// releaseAccount deletes the account's claim only if sourceID still owns it.
+func (s *Store) releaseAccount(ctx context.Context, accountID, sourceID string) error {
+	entry, err := s.kv.Get(ctx, accountKey(accountID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return failure.Transient("claims", err)
+	}
+	var owner reconcile.Claim
+	if json.Unmarshal(entry.Value(), &owner) == nil && owner.SourceID != sourceID {
+		return nil
+	}
+	err = s.kv.Delete(ctx, accountKey(accountID), jetstream.LastRevision(entry.Revision()))
+	if err != nil && !isWrongRevision(err) {
+		return failure.Transient("claims", err)
+	}
+	return nil
+}
+
+// Held implements reconcile.Claims.
+func (s *Store) Held(ctx context.Context, sourceID string) (bool, error) {
+	_, err := s.kv.Get(ctx, sourceKey(sourceID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, failure.Transient("claims", err)
+	}
+	return true, nil
+}
+
+func isWrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}

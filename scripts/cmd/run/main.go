@@ -1,0 +1,62 @@
+// Command run is `make run`: the local stack, the listener and two
+// processors in one terminal, with their logs interleaved. Ctrl-C stops
+// everything in order.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cloudoreg/cloudoreg/scripts/internal/localrun"
+)
+
+const banner = `
+Cloudoreg is running. Create a source (it becomes available within seconds):
+
+  curl -s -X POST http://127.0.0.1:8000/api/sources/v3.1/bulk_create \
+    -H 'Content-Type: application/json' -H 'x-rh-sources-org-id: 1234567' \
+    -d '{"sources":[{"name":"my-aws","source_type_name":"amazon"}],
+         "applications":[{"source_name":"my-aws","application_type_name":"cloud-meter"}],
+         "authentications":[{"resource_type":"application","resource_name":"cloud-meter",
+           "authtype":"cloud-meter-arn","username":"arn:aws:iam::123456789012:role/cloud-meter-trusted",
+           "extra":{"external_id":"cloudoreg-demo-external-id"}}]}'
+
+Then see what the customer sees, and what RHSM holds:
+
+  curl -s -H 'x-rh-sources-org-id: 1234567' http://127.0.0.1:8000/api/sources/v3.1/sources
+  curl -s -H 'X-RhsmApi-AccountID: 1234567' http://127.0.0.1:8001/management/v1/cloud_access_providers/enabled
+
+Press Ctrl-C to stop.
+`
+
+func main() {
+	bin := flag.String("bin", "bin", "folder with the stack, listener and processor binaries")
+	processors := flag.Int("processors", 2, "how many processors to run")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	sys, err := localrun.Start(ctx, localrun.Options{BinDir: *bin, Processors: *processors, Out: os.Stdout, LogFormat: "text"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "make run:", err)
+		_ = sys.Stop(10 * time.Second)
+		os.Exit(1)
+	}
+	fmt.Print(banner)
+	code := 0
+	select {
+	case <-ctx.Done():
+	case name := <-sys.Exited():
+		fmt.Fprintf(os.Stderr, "make run: %s exited unexpectedly; stopping everything\n", name)
+		code = 1
+	}
+	if err := sys.Stop(30 * time.Second); err != nil {
+		fmt.Fprintln(os.Stderr, "make run:", err)
+		code = 1
+	}
+	os.Exit(code)
+}

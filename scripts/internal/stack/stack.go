@@ -1,0 +1,218 @@
+// Package stack runs Cloudoreg's surroundings on one machine with no
+// installed services: a Kafka-protocol broker (kfake), an embedded NATS
+// server with JetStream, and stand-ins for Sources, RHSM and STS that speak
+// the real wire formats. `make stack` runs it as a program; the end-to-end
+// tests run it in-process on port 0.
+package stack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/sirupsen/logrus"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
+	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
+	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
+)
+
+// Config is where the stack listens and what it starts with. A port of 0
+// picks a free one (tests); the defaults are the documented local ports.
+type Config struct {
+	KafkaPort   int    `env:"KAFKA_PORT" envDefault:"9092"`
+	NATSPort    int    `env:"NATS_PORT" envDefault:"4222"`
+	SourcesPort int    `env:"SOURCES_PORT" envDefault:"8000"`
+	RHSMPort    int    `env:"RHSM_PORT" envDefault:"8001"`
+	STSPort     int    `env:"STS_PORT" envDefault:"8002"`
+	DataDir     string `env:"STACK_DATA_DIR"` // empty: a temporary directory, removed on Close
+	// KafkaPersist keeps Kafka's log in DataDir across restarts.
+	KafkaPersist bool   `env:"STACK_KAFKA_PERSIST" envDefault:"false"`
+	TrustFile    string `env:"STS_TRUST_FILE"` // empty: the trust table shipped in scripts/
+	PSK          string `env:"SOURCES_PSK" envDefault:"cloudoreg-local-psk"`
+	EventsTopic  string `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
+	StatusTopic  string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
+	Partitions   int    `env:"STACK_KAFKA_PARTITIONS" envDefault:"3"`
+	// AvailabilityCheckURL is where the Sources stand-in sends checks: the
+	// processor's private port.
+	AvailabilityCheckURL string `env:"SOURCES_AVAILABILITY_CHECK_URL" envDefault:"http://127.0.0.1:10000/internal/api/cloudigrade/v1/availability_status"`
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	Kafka   *kfake.Cluster
+	NATS    *server.Server
+	Sources *sources.Server
+	RHSM    *rhsm.Server
+	STS     *sts.Server
+
+	KafkaAddr, NATSURL, SourcesURL, RHSMURL, STSURL string
+
+	servers []*http.Server
+	tempDir string
+}
+
+// Start starts every part; on error it stops what it started.
+func Start(ctx context.Context, cfg Config, log *logrus.Logger) (s *Stack, err error) {
+	s = &Stack{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	dir := cfg.DataDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "cloudoreg-stack-"); err != nil {
+			return nil, err
+		}
+		s.tempDir = dir
+	}
+	if err = s.startKafka(cfg, dir); err != nil {
+		return nil, err
+	}
+	if err = s.startNATS(cfg, dir); err != nil {
+		return nil, err
+	}
+	if err = s.startStandIns(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) startKafka(cfg Config, dir string) error {
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.Ports(cfg.KafkaPort),
+		kfake.SeedTopics(int32(cfg.Partitions), cfg.EventsTopic, cfg.StatusTopic),
+	}
+	if cfg.KafkaPersist {
+		opts = append(opts, kfake.DataDir(filepath.Join(dir, "kafka")))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka (kfake) on port %d: %w", cfg.KafkaPort, err)
+	}
+	s.Kafka = c
+	s.KafkaAddr = c.ListenAddrs()[0]
+	return nil
+}
+
+func (s *Stack) startNATS(cfg Config, dir string) error {
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "cloudoreg-local",
+		Host:       "127.0.0.1",
+		Port:       portOrRandom(cfg.NATSPort),
+		JetStream:  true,
+		StoreDir:   filepath.Join(dir, "nats"),
+		NoSigs:     true,
+	})
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return fmt.Errorf("nats did not start on port %d (is it taken?)", cfg.NATSPort)
+	}
+	s.NATS = ns
+	s.NATSURL = ns.ClientURL()
+	return nil
+}
+
+func (s *Stack) startStandIns(ctx context.Context, cfg Config, log *logrus.Logger) error {
+	trustFile := cfg.TrustFile
+	if trustFile == "" {
+		trustFile = DefaultTrustFile()
+	}
+	trust, err := sts.LoadTrust(trustFile)
+	if err != nil {
+		return fmt.Errorf("STS trust table %s: %w", trustFile, err)
+	}
+	s.STS = sts.New(trust, log.WithField("standin", "sts"))
+	if s.STSURL, err = s.serve(cfg.STSPort, s.STS); err != nil {
+		return fmt.Errorf("sts stand-in: %w", err)
+	}
+	s.RHSM = rhsm.New(rhsm.Options{Logger: log.WithField("standin", "rhsm")})
+	base, err := s.serve(cfg.RHSMPort, s.RHSM)
+	if err != nil {
+		return fmt.Errorf("rhsm stand-in: %w", err)
+	}
+	s.RHSMURL = base + rhsm.DefaultPrefix
+	s.Sources, err = sources.New(sources.Config{
+		Brokers:              []string{s.KafkaAddr},
+		EventsTopic:          cfg.EventsTopic,
+		StatusTopic:          cfg.StatusTopic,
+		PSK:                  cfg.PSK,
+		AvailabilityCheckURL: cfg.AvailabilityCheckURL,
+		Log:                  log,
+	})
+	if err != nil {
+		return fmt.Errorf("sources stand-in: %w", err)
+	}
+	if err := s.Sources.Start(ctx); err != nil {
+		return fmt.Errorf("sources stand-in status consumer: %w", err)
+	}
+	if s.SourcesURL, err = s.serve(cfg.SourcesPort, s.Sources); err != nil {
+		return fmt.Errorf("sources stand-in: %w", err)
+	}
+	return nil
+}
+
+// serve serves h on 127.0.0.1:port and returns its base URL.
+func (s *Stack) serve(port int, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.servers = append(s.servers, srv)
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), nil
+}
+
+// Close stops everything (HTTP first, so no request reaches a stopped broker).
+func (s *Stack) Close() {
+	for _, srv := range s.servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+	}
+	if s.Sources != nil {
+		_ = s.Sources.Close()
+	}
+	if s.NATS != nil {
+		s.NATS.Shutdown()
+		s.NATS.WaitForShutdown()
+	}
+	if s.Kafka != nil {
+		s.Kafka.Close()
+	}
+	if s.tempDir != "" {
+		_ = os.RemoveAll(s.tempDir)
+	}
+}
+
+func portOrRandom(p int) int {
+	if p == 0 {
+		return server.RANDOM_PORT
+	}
+	return p
+}
+
+// DefaultTrustFile finds scripts/sts-trust.json from the working directory
+// (the repository root for make, a package folder for go test).
+func DefaultTrustFile() string {
+	for _, p := range []string{"scripts/sts-trust.json", "sts-trust.json", "../sts-trust.json", "../../sts-trust.json", "../../../sts-trust.json"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "scripts/sts-trust.json"
+}

@@ -1,0 +1,256 @@
+package sources
+
+import (
+	"net/http"
+	"slices"
+)
+
+func (s *Server) listSources(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	var items []map[string]any
+	s.store.read(func(st *state) {
+		for _, v := range st.listSources(rc.tenant.id) {
+			items = append(items, sourceJSON(v))
+		}
+	})
+	writeCollection(w, r, items)
+}
+
+func (s *Server) getSource(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var (
+		v  Source
+		ok bool
+	)
+	s.store.read(func(st *state) {
+		var p *Source
+		if p, ok = st.source(rc.tenant.id, id); ok {
+			v = p.clone()
+		}
+	})
+	if !ok {
+		writeErr(w, notFound("source"))
+		return
+	}
+	writeJSON(w, http.StatusOK, sourceJSON(v))
+}
+
+func (s *Server) listSourceApplications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var items []map[string]any
+	var ok bool
+	s.store.read(func(st *state) {
+		if _, ok = st.source(rc.tenant.id, id); !ok {
+			return
+		}
+		for _, v := range st.listApps(rc.tenant.id, func(a *Application) bool { return a.SourceID == id }) {
+			items = append(items, applicationJSON(v))
+		}
+	})
+	if !ok {
+		writeErr(w, notFound("source"))
+		return
+	}
+	writeCollection(w, r, items)
+}
+
+func (s *Server) listSourceAuthentications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var items []map[string]any
+	var ok bool
+	s.store.read(func(st *state) {
+		if _, ok = st.source(rc.tenant.id, id); !ok {
+			return
+		}
+		for _, v := range st.listAuths(rc.tenant.id, func(a *Authentication) bool {
+			return a.ResourceType == resourceSource && a.ResourceID == id
+		}) {
+			items = append(items, authenticationJSON(v))
+		}
+	})
+	if !ok {
+		writeErr(w, notFound("source"))
+		return
+	}
+	writeCollection(w, r, items)
+}
+
+func (s *Server) listApplications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	var items []map[string]any
+	s.store.read(func(st *state) {
+		for _, v := range st.listApps(rc.tenant.id, func(*Application) bool { return true }) {
+			items = append(items, applicationJSON(v))
+		}
+	})
+	writeCollection(w, r, items)
+}
+
+func (s *Server) getApplication(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var (
+		v  Application
+		ok bool
+	)
+	s.store.read(func(st *state) {
+		var p *Application
+		if p, ok = st.app(rc.tenant.id, id); ok {
+			v = p.clone()
+		}
+	})
+	if !ok {
+		writeErr(w, notFound("application"))
+		return
+	}
+	writeJSON(w, http.StatusOK, applicationJSON(v))
+}
+
+// listApplicationAuthentications lists the authentications whose resource is
+// the application, as the real service does (not the links).
+func (s *Server) listApplicationAuthentications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var items []map[string]any
+	var ok bool
+	s.store.read(func(st *state) {
+		if _, ok = st.app(rc.tenant.id, id); !ok {
+			return
+		}
+		for _, v := range st.listAuths(rc.tenant.id, func(a *Authentication) bool {
+			return a.ResourceType == resourceApplication && a.ResourceID == id
+		}) {
+			items = append(items, authenticationJSON(v))
+		}
+	})
+	if !ok {
+		writeErr(w, notFound("application"))
+		return
+	}
+	writeCollection(w, r, items)
+}
+
+func (s *Server) listAuthentications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	var items []map[string]any
+	s.store.read(func(st *state) {
+		for _, v := range st.listAuths(rc.tenant.id, func(*Authentication) bool { return true }) {
+			items = append(items, authenticationJSON(v))
+		}
+	})
+	writeCollection(w, r, items)
+}
+
+func (s *Server) getAuthentication(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	v, err := s.findAuthentication(r, rc)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, authenticationJSON(v))
+}
+
+func (s *Server) findAuthentication(r *http.Request, rc reqCtx) (Authentication, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return Authentication{}, err
+	}
+	var (
+		v  Authentication
+		ok bool
+	)
+	s.store.read(func(st *state) {
+		var p *Authentication
+		if p, ok = st.auth(rc.tenant.id, id); ok {
+			v = p.clone()
+		}
+	})
+	if !ok {
+		return Authentication{}, notFound("authentication")
+	}
+	return v, nil
+}
+
+// internalGetAuthentication is the only way to read a secret: it needs the
+// PSK, and the password only comes back when asked for by name.
+func (s *Server) internalGetAuthentication(w http.ResponseWriter, r *http.Request) {
+	if !s.pskOK(r) {
+		writeError(w, http.StatusUnauthorized, "Unauthorized Action: Missing or invalid PSK")
+		return
+	}
+	s.tenanted(func(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+		v, err := s.findAuthentication(r, rc)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		body := authenticationJSON(v)
+		if slices.Contains(r.URL.Query()["expose_encrypted_attribute[]"], "password") {
+			body["password"] = v.Password
+		}
+		writeJSON(w, http.StatusOK, body)
+	})(w, r)
+}
+
+func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	var items []map[string]any
+	s.store.read(func(st *state) {
+		for _, v := range st.listLinks(rc.tenant.id, func(*ApplicationAuthentication) bool { return true }) {
+			items = append(items, linkJSON(v))
+		}
+	})
+	writeCollection(w, r, items)
+}
+
+func (s *Server) listApplicationTypes(w http.ResponseWriter, r *http.Request) {
+	items := make([]map[string]any, 0, len(applicationTypes))
+	for _, at := range sortedTypes() {
+		items = append(items, applicationTypeJSON(at))
+	}
+	writeCollection(w, r, items)
+}
+
+func sortedTypes() []ApplicationType {
+	out := slices.Clone(applicationTypes)
+	slices.SortFunc(out, func(a, b ApplicationType) int { return int(a.ID - b.ID) })
+	return out
+}
+
+func (s *Server) getApplicationType(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	at, ok := applicationTypeByID(id)
+	if !ok {
+		writeErr(w, notFound("application type"))
+		return
+	}
+	writeJSON(w, http.StatusOK, applicationTypeJSON(at))
+}
+
+func (s *Server) listSourceTypes(w http.ResponseWriter, r *http.Request) {
+	st := slices.Clone(sourceTypes)
+	slices.SortFunc(st, func(a, b SourceType) int { return int(a.ID - b.ID) })
+	items := make([]map[string]any, 0, len(st))
+	for _, v := range st {
+		items = append(items, sourceTypeJSON(v))
+	}
+	writeCollection(w, r, items)
+}

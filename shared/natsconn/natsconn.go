@@ -1,0 +1,63 @@
+// Package natsconn connects to NATS with the credentials and TLS settings of
+// config.NATS, and reconnects for ever: a NATS outage stalls Cloudoreg, it
+// never stops it.
+package natsconn
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cloudoreg/cloudoreg/shared/config"
+)
+
+// Options turns c into nats.go options. name identifies the client to the server.
+func Options(c config.NATS, name string, log *logrus.Entry) ([]nats.Option, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.WithError(err).Warn("disconnected from NATS")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.WithField("nats_server", nc.ConnectedServerId()).Info("reconnected to NATS")
+		}),
+	}
+	switch {
+	case c.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	case c.NKeySeedFile != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_NKEY_SEED_FILE: %w", err)
+		}
+		opts = append(opts, o)
+	case config.Secret(c.Token, c.TokenFile) != "":
+		opts = append(opts, nats.Token(config.Secret(c.Token, c.TokenFile)))
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, config.Secret(c.Password, c.PasswordFile)))
+	}
+	if c.CAFile != "" {
+		opts = append(opts, nats.RootCAs(c.CAFile))
+	}
+	return opts, nil
+}
+
+// Connect connects to c.URL. With RetryOnFailedConnect the first connection
+// is retried in the background, so start-up does not depend on NATS being up
+// first; readiness reports the connection state.
+func Connect(c config.NATS, name string, log *logrus.Entry) (*nats.Conn, error) {
+	opts, err := Options(c, name, log)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,110 @@
+// Package ops serves what an operator and OpenShift look at: /metrics,
+// /healthz (the process is alive) and /readyz (it can make progress).
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Readiness collects named conditions; the program is ready when all hold.
+type Readiness struct {
+	mu     sync.Mutex
+	checks map[string]string // name -> reason it is not ready ("" = ready)
+}
+
+// NewReadiness returns a Readiness with the named checks, all not ready yet.
+func NewReadiness(names ...string) *Readiness {
+	r := &Readiness{checks: map[string]string{}}
+	for _, n := range names {
+		r.checks[n] = "starting"
+	}
+	return r
+}
+
+// Set records whether check name holds; reason says why not.
+func (r *Readiness) Set(name string, ok bool, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ok {
+		reason = ""
+	} else if reason == "" {
+		reason = "not ready"
+	}
+	r.checks[name] = reason
+}
+
+// Ready reports whether every check holds, and the failing ones.
+func (r *Readiness) Ready() (bool, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var failing []string
+	for n, reason := range r.checks {
+		if reason != "" {
+			failing = append(failing, n+": "+reason)
+		}
+	}
+	sort.Strings(failing)
+	return len(failing) == 0, failing
+}
+
+// Server serves the ops endpoints.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen binds addr (":9000", "127.0.0.1:0") and serves metrics from reg at
+// metricsPath, with the probes beside them. extra handlers (path -> handler)
+// are served on the same port.
+func Listen(addr, metricsPath string, reg *prometheus.Registry, ready *Readiness) (*Server, error) {
+	mux := http.NewServeMux()
+	if metricsPath == "" {
+		metricsPath = "/metrics"
+	}
+	mux.Handle(metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, failing := ready.Ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, strings.Join(failing, "\n"))
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return Serve(addr, mux)
+}
+
+// Serve serves h on addr until Shutdown.
+func Serve(addr string, h http.Handler) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			panic(fmt.Sprintf("ops server on %s: %v", addr, err))
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops serving, waiting for requests in progress up to ctx.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }

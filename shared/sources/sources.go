@@ -1,0 +1,197 @@
+// Package sources is a client of the Sources REST API (CONTRACT section 3):
+// the few reads Cloudoreg needs, with every failure classified as gone,
+// misconfigured, transient or permanent.
+package sources
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudoreg/cloudoreg/shared/event"
+)
+
+// CloudMeterTypeName is the application type Cloudoreg serves.
+const CloudMeterTypeName = "/insights/platform/cloud-meter"
+
+// Paths of the two API bases.
+const (
+	PublicBase   = "/api/sources/v3.1"
+	InternalBase = "/internal/v2.0"
+)
+
+// Failures a caller acts on differently.
+var (
+	// ErrNotFound: the resource is gone; not an error to retry.
+	ErrNotFound = errors.New("sources: not found")
+	// ErrUnauthorized: a wrong PSK or missing tenant, a configuration error.
+	ErrUnauthorized = errors.New("sources: unauthorized (check SOURCES_PSK and the tenant headers)")
+)
+
+// TransientError is a failure worth retrying (5xx, 429, timeouts, network).
+type TransientError struct{ Err error }
+
+func (e *TransientError) Error() string { return "sources: transient: " + e.Err.Error() }
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// IsTransient reports whether err is worth retrying.
+func IsTransient(err error) bool {
+	var te *TransientError
+	return errors.As(err, &te) || errors.Is(err, ErrUnauthorized)
+}
+
+// Application is the part of a Sources application Cloudoreg reads.
+type Application struct {
+	ID                string  `json:"id"`
+	SourceID          string  `json:"source_id"`
+	ApplicationTypeID string  `json:"application_type_id"`
+	PausedAt          *string `json:"paused_at"`
+}
+
+// Paused reports whether the customer paused the application.
+func (a Application) Paused() bool { return a.PausedAt != nil && *a.PausedAt != "" }
+
+// Authentication is a Sources authentication; Password is only filled by the
+// internal read and is a secret, like Extra.ExternalID.
+type Authentication struct {
+	ID           string `json:"id"`
+	AuthType     string `json:"authtype"`
+	Username     string `json:"username"`
+	Password     string `json:"password"`
+	ResourceType string `json:"resource_type"`
+	ResourceID   string `json:"resource_id"`
+	Extra        struct {
+		ExternalID string `json:"external_id"`
+	} `json:"extra"`
+}
+
+// Client reads Sources. It is safe for concurrent use.
+type Client struct {
+	base string
+	psk  string
+	http *http.Client
+
+	mu     sync.Mutex
+	typeID string // cached id of the cloud-meter application type
+}
+
+// New returns a client of the Sources service at baseURL.
+func New(baseURL, psk string, timeout time.Duration) *Client {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), psk: psk, http: &http.Client{Timeout: timeout}}
+}
+
+// Application reads one application.
+func (c *Client) Application(ctx context.Context, t event.Tenant, id string) (Application, error) {
+	var a Application
+	err := c.get(ctx, t, PublicBase+"/applications/"+url.PathEscape(id), nil, &a)
+	return a, err
+}
+
+// SourceApplications lists the applications of a source.
+func (c *Client) SourceApplications(ctx context.Context, t event.Tenant, sourceID string) ([]Application, error) {
+	var page struct{ Data []Application }
+	err := c.get(ctx, t, PublicBase+"/sources/"+url.PathEscape(sourceID)+"/applications", url.Values{"limit": {"1000"}}, &page)
+	return page.Data, err
+}
+
+// ApplicationAuthentications lists the authentications of an application (no secrets).
+func (c *Client) ApplicationAuthentications(ctx context.Context, t event.Tenant, appID string) ([]Authentication, error) {
+	var page struct{ Data []Authentication }
+	err := c.get(ctx, t, PublicBase+"/applications/"+url.PathEscape(appID)+"/authentications", url.Values{"limit": {"1000"}}, &page)
+	return page.Data, err
+}
+
+// AuthenticationWithSecret reads an authentication with its password, from
+// the internal API (needs the PSK).
+func (c *Client) AuthenticationWithSecret(ctx context.Context, t event.Tenant, id string) (Authentication, error) {
+	var a Authentication
+	q := url.Values{"expose_encrypted_attribute[]": {"password"}}
+	err := c.get(ctx, t, InternalBase+"/authentications/"+url.PathEscape(id), q, &a)
+	return a, err
+}
+
+// CloudMeterTypeID is the id of the cloud-meter application type. Ids differ
+// per installation, so it is looked up by name and cached.
+func (c *Client) CloudMeterTypeID(ctx context.Context, t event.Tenant) (string, error) {
+	c.mu.Lock()
+	id := c.typeID
+	c.mu.Unlock()
+	if id != "" {
+		return id, nil
+	}
+	var page struct{ Data []struct{ ID string } }
+	q := url.Values{"filter[name]": {CloudMeterTypeName}}
+	if err := c.get(ctx, t, PublicBase+"/application_types", q, &page); err != nil {
+		return "", err
+	}
+	if len(page.Data) == 0 || page.Data[0].ID == "" {
+		return "", fmt.Errorf("sources: no application type named %s", CloudMeterTypeName)
+	}
+	c.mu.Lock()
+	c.typeID = page.Data[0].ID
+	c.mu.Unlock()
+	return page.Data[0].ID, nil
+}
+
+func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Values, out any) error {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("sources: %w", err)
+	}
+	if t.OrgID != "" {
+		req.Header.Set(event.HeaderOrgID, t.OrgID)
+	}
+	if t.AccountNumber != "" {
+		req.Header.Set(event.HeaderAccount, t.AccountNumber)
+	}
+	req.Header.Set(event.HeaderPSK, c.psk)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// Timeouts, refused connections, resets: all worth retrying. The
+		// URL in the error holds no secret (the PSK travels in a header).
+		return &TransientError{Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return &TransientError{Err: fmt.Errorf("GET %s: reading body: %w", path, err)}
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("sources: GET %s: undecodable response: %w", path, err)
+		}
+		return nil
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("GET %s: %w", path, ErrNotFound)
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("GET %s: HTTP %d: %w", path, resp.StatusCode, ErrUnauthorized)
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return &TransientError{Err: fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)}
+	default:
+		return fmt.Errorf("sources: GET %s: HTTP %d: %s", path, resp.StatusCode, excerpt(body))
+	}
+}
+
+func excerpt(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
