@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -39,6 +40,9 @@ type Config struct {
 	InitialOffset string        `env:"KAFKA_INITIAL_OFFSET" envDefault:"oldest"`
 	CommitEvery   time.Duration `env:"KAFKA_COMMIT_INTERVAL" envDefault:"1s"`
 
+	// BindHost is the interface the HTTP ports listen on: loopback for the
+	// local stack, 0.0.0.0 in a pod (the deployment template sets it).
+	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
 	MetricsPort int    `env:"METRICS_PORT" envDefault:"9100"`
 	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
 
@@ -79,7 +83,7 @@ func New(cfg Config, log *logrus.Entry) (*Listener, error) {
 		metrics: metrics.New(),
 		ready:   ops.NewReadiness("kafka", "nats", "stream"),
 	}
-	srv, err := ops.Listen(":"+strconv.Itoa(cfg.MetricsPort), cfg.MetricsPath, l.metrics.Registry, l.ready)
+	srv, err := ops.Listen(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.MetricsPort)), cfg.MetricsPath, l.metrics.Registry, l.ready)
 	if err != nil {
 		return nil, fmt.Errorf("metrics port: %w", err)
 	}

@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -47,13 +48,13 @@ func New(cfg Config, log *logrus.Entry) (*Processor, error) {
 		return nil, err
 	}
 	p := &Processor{cfg: cfg, log: log, metrics: metrics.New(), ready: ops.NewReadiness("nats", "kafka", "consumers")}
-	srv, err := ops.Listen(":"+strconv.Itoa(cfg.MetricsPort), cfg.MetricsPath, p.metrics.Registry, p.ready)
+	srv, err := ops.Listen(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.MetricsPort)), cfg.MetricsPath, p.metrics.Registry, p.ready)
 	if err != nil {
 		return nil, fmt.Errorf("metrics port: %w", err)
 	}
 	p.ops = srv
 	check := &availability.Handler{Work: p, Log: log, Counted: func(o string) { p.metrics.Checks.WithLabelValues(o).Inc() }}
-	private, err := ops.Serve(":"+strconv.Itoa(cfg.PrivatePort), availability.Mux(check))
+	private, err := ops.Serve(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.PrivatePort)), availability.Mux(check))
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
 		return nil, fmt.Errorf("private port: %w", err)

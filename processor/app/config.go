@@ -19,6 +19,9 @@ type Config struct {
 	Work    work.StreamSettings
 
 	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
+	// BindHost is the interface the HTTP ports listen on: loopback for the
+	// local stack, 0.0.0.0 in a pod (the deployment template sets it).
+	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
 	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101"`
 	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
 	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000"`

@@ -49,9 +49,9 @@ type NATS struct {
 
 // Sources is how to reach the Sources REST API.
 type Sources struct {
-	URL     string `env:"SOURCES_URL" envDefault:"http://127.0.0.1:8000"`
-	PSK     string `env:"SOURCES_PSK" envDefault:"cloudoreg-local-psk" secret:"true"`
-	PSKFile string `env:"SOURCES_PSK_FILE,file" secret:"true"`
+	URL     string        `env:"SOURCES_URL" envDefault:"http://127.0.0.1:8000"`
+	PSK     string        `env:"SOURCES_PSK" envDefault:"cloudoreg-local-psk" secret:"true"`
+	PSKFile string        `env:"SOURCES_PSK_FILE,file" secret:"true"`
 	Timeout time.Duration `env:"SOURCES_TIMEOUT" envDefault:"10s"`
 }
 

@@ -21,6 +21,9 @@ func Options(c config.NATS, name string, log *logrus.Entry) ([]nats.Option, erro
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // closed on purpose
+			}
 			log.WithError(err).Warn("disconnected from NATS")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {

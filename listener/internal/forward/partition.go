@@ -51,8 +51,8 @@ type Handler struct {
 	Metrics      *metrics.Metrics
 	Log          *logrus.Entry
 	Ready        *ops.Readiness
-	MaxValue     int           // largest event value accepted
-	MaxInFlight  int           // publishes awaiting acknowledgement, per partition
+	MaxValue     int // largest event value accepted
+	MaxInFlight  int // publishes awaiting acknowledgement, per partition
 	Backoff      backoff.Policy
 	DrainTimeout time.Duration // how long to wait for in-flight publishes on rebalance or shutdown
 }

@@ -17,8 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -121,8 +124,10 @@ func New(ctx context.Context, c Config) (*Verifier, error) {
 // in the customer's CloudTrail as cloudoreg-<account id>.
 func SessionName(role RoleARN) string { return "cloudoreg-" + role.AccountID }
 
-// Verify checks that Cloudoreg can assume role with externalID (sent when
-// not blank) and that the session is that role's. nil means verified.
+// Verify checks that Cloudoreg can assume role with externalID (sent, without
+// surrounding whitespace, when not blank) and that the session is that
+// role's. role should come from ParseRoleARN: only role.Raw is used, parsed
+// again. nil means verified; each STS call is bounded by Config.Timeout.
 // Failures are classified:
 //   - the ARN does not parse: permanent CG1004;
 //   - AssumeRole denied: permanent CG3002;
@@ -174,7 +179,7 @@ func (v *Verifier) Verify(ctx context.Context, role RoleARN, externalID string) 
 		return classify(opGetCallerIdentity, err, secrets)
 	}
 	if reason := checkIdentity(role, aws.ToString(id.Arn), aws.ToString(id.Account)); reason != "" {
-		return failure.Permanent(status.CG3003, Target, errors.New(redact(opGetCallerIdentity+": "+reason, secrets)))
+		return failure.Permanent(status.CG3003, Target, errors.New(truncate(redact(opGetCallerIdentity+": "+reason, secrets), maxMessage)))
 	}
 	return nil
 }
@@ -308,12 +313,12 @@ func classify(op string, err error, secrets []string) error {
 			// truncated body) is never the customer's doing.
 			return failure.Transient(Target, fmt.Errorf("%s: unreadable answer (HTTP %d, request id %q)", op, httpSt, reqID))
 		}
-		return failure.Transient(Target, errors.New(redact(op+": "+err.Error(), secrets)))
+		return failure.Transient(Target, errors.New(truncate(redact(op+": "+err.Error(), secrets), maxMessage)))
 	}
 
 	code := apiErr.ErrorCode()
-	msg := errors.New(redact(fmt.Sprintf("%s: %s (HTTP %d, request id %q): %s",
-		op, code, httpSt, reqID, apiErr.ErrorMessage()), secrets))
+	msg := errors.New(truncate(redact(fmt.Sprintf("%s: %s (HTTP %d, request id %q): %s",
+		op, code, httpSt, reqID, apiErr.ErrorMessage()), secrets), maxMessage))
 	switch {
 	case transientCodes[code] || httpSt >= 500 || httpSt == 429:
 		return failure.Transient(Target, msg)
@@ -331,12 +336,35 @@ func classify(op string, err error, secrets []string) error {
 	return failure.Transient(Target, fmt.Errorf("%w (unexpected error code)", msg))
 }
 
-// redact replaces every non-empty secret in s.
+// maxMessage bounds the text of an error built from an AWS answer (it is
+// logged, and the answer's message can be anything).
+const maxMessage = 1024
+
+// truncate cuts s to at most n bytes on a rune boundary. Redact first:
+// a cut secret would no longer match.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// redact replaces every non-empty secret in s, verbatim and URL-encoded (as
+// an echoed request body would hold it), longest first so that no part of a
+// longer secret survives the replacement of a shorter one.
 func redact(s string, secrets []string) string {
+	var forms []string
 	for _, secret := range secrets {
 		if secret != "" {
-			s = strings.ReplaceAll(s, secret, "[redacted]")
+			forms = append(forms, secret, url.QueryEscape(secret), url.PathEscape(secret))
 		}
+	}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range forms {
+		s = strings.ReplaceAll(s, f, "[redacted]")
 	}
 	return s
 }

@@ -174,7 +174,7 @@ func (s *Server) writer(h tenantHandler) http.HandlerFunc {
 // commit publishes the events of a change that is already visible over REST
 // and then answers; a client that got its 2xx knows the events are in Kafka.
 func (s *Server) commit(w http.ResponseWriter, rc reqCtx, evs []outEvent, status int, body any) {
-	if err := s.pub.publish(rc.fwd, evs...); err != nil {
+	if err := s.publish(rc.fwd, evs...); err != nil {
 		s.log.WithError(err).Error("sources stand-in: could not publish events")
 		writeError(w, http.StatusInternalServerError, "change saved but events could not be published: "+err.Error())
 		return
@@ -184,6 +184,17 @@ func (s *Server) commit(w http.ResponseWriter, rc reqCtx, evs []outEvent, status
 		return
 	}
 	writeJSON(w, status, body)
+}
+
+// publish must be called with writeMu held.
+func (s *Server) publish(f forward, evs ...outEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if s.pubClosed {
+		return errors.New("the event producer is closed")
+	}
+	return s.pub.publish(f, evs...)
 }
 
 func (s *Server) routes() *http.ServeMux {

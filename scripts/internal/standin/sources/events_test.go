@@ -82,6 +82,7 @@ func assertShapedLike(t *testing.T, m *sarama.ConsumerMessage, fixtureName strin
 }
 
 func TestBulkCreateEmitsFourEventsInOrder(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := identityHeaders("7000001", "540155")
 	ids := e.bulkCloudMeter(h, "my-aws")
@@ -138,6 +139,7 @@ func TestBulkCreateEmitsFourEventsInOrder(t *testing.T) {
 }
 
 func TestEventsFromPSKCallCarryGeneratedIdentity(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.bulkCloudMeter(withPSK(orgHeaders("1234567"), testPSK), "psk-source")
 	m := e.nextEvents("1234567", 1)[0]
@@ -157,6 +159,7 @@ func TestEventsFromPSKCallCarryGeneratedIdentity(t *testing.T) {
 }
 
 func TestBulkCreateRejectsInvalidRequestsWithoutSideEffects(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := orgHeaders("7000002")
 	e.bulkCloudMeter(h, "taken")
@@ -184,6 +187,7 @@ func TestBulkCreateRejectsInvalidRequestsWithoutSideEffects(t *testing.T) {
 }
 
 func TestSingleResourceCreates(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := orgHeaders("7000003")
 	types := e.getJSON(publicPrefix+"/application_types?filter[name]=/insights/platform/cloud-meter", h)
@@ -221,6 +225,7 @@ func TestSingleResourceCreates(t *testing.T) {
 }
 
 func TestPatchAuthenticationEmitsUpdate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := orgHeaders("7000004")
 	ids := e.bulkCloudMeter(h, "patch-me")
@@ -248,6 +253,7 @@ func TestPatchAuthenticationEmitsUpdate(t *testing.T) {
 }
 
 func TestPauseAndUnpause(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := orgHeaders("7000005")
 	ids := e.bulkCloudMeter(h, "pausable")
@@ -286,6 +292,7 @@ func TestPauseAndUnpause(t *testing.T) {
 }
 
 func TestDeleteSourceRemovesFirstThenEmitsDestroyEvents(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := orgHeaders("7000006")
 	ids := e.bulkCloudMeter(h, "doomed")
@@ -322,6 +329,7 @@ func TestDeleteSourceRemovesFirstThenEmitsDestroyEvents(t *testing.T) {
 }
 
 func TestDeleteApplicationAndAuthentication(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := orgHeaders("7000007")
 	a := e.bulkCloudMeter(h, "app-delete")

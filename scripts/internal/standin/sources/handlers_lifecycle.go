@@ -265,11 +265,10 @@ func (s *Server) checkAvailability(w http.ResponseWriter, r *http.Request, rc re
 		if url == "" {
 			continue
 		}
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			s.requestAvailabilityCheck(url, app, rc)
-		}()
+		if !s.spawn(func() { s.requestAvailabilityCheck(url, app, rc) }) {
+			writeError(w, http.StatusServiceUnavailable, "the Sources stand-in is shutting down")
+			return
+		}
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{})
 }

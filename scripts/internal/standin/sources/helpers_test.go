@@ -103,6 +103,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 func (e *env) readEvents() {
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
+	// Short fetch waits keep the tests quick; correctness does not depend on it.
+	cfg.Consumer.MaxWaitTime = 20 * time.Millisecond
 	consumer, err := sarama.NewConsumer(e.brokers, cfg)
 	if err != nil {
 		e.t.Fatalf("event consumer: %v", err)

@@ -67,7 +67,11 @@ type Server struct {
 	httpClient *http.Client
 	bgCtx      context.Context
 	bgCancel   context.CancelFunc
+	bgMu       sync.Mutex // orders spawn against Close's Wait
+	bgClosed   bool
 	bg         sync.WaitGroup
+	// pubClosed is guarded by writeMu, under which every publish happens.
+	pubClosed bool
 
 	startMu      sync.Mutex
 	consumer     *statusConsumer
@@ -172,12 +176,37 @@ func (s *Server) Close() error {
 			errs = append(errs, fmt.Errorf("status consumer: %w", err))
 		}
 	}
+	s.bgMu.Lock()
+	s.bgClosed = true
+	s.bgMu.Unlock()
 	s.bgCancel()
 	s.bg.Wait()
-	if err := s.pub.close(); err != nil {
+	// The consumer is gone, so only late HTTP writes can still publish; they
+	// hold writeMu and will find the producer closed instead of panicking.
+	s.writeMu.Lock()
+	s.pubClosed = true
+	err := s.pub.close()
+	s.writeMu.Unlock()
+	if err != nil {
 		errs = append(errs, fmt.Errorf("event producer: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// spawn runs fn in the background unless the server is closing; Close waits
+// for everything spawned.
+func (s *Server) spawn(fn func()) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bgClosed {
+		return false
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		fn()
+	}()
+	return true
 }
 
 // Faults returns the fault injector that wraps the REST API.

@@ -29,14 +29,18 @@ const (
 	OutcomeEventFailed         = "applied_event_failed"
 )
 
+// redacted replaces the value of a header that is a credential.
+const redacted = "(redacted)"
+
 // Header is one Kafka header of a recorded status message.
 type Header struct {
 	Key   string `json:"key"`
 	Value string `json:"value"`
 }
 
-// StatusRecord is one message read from the status topic. The identity
-// header is left out: it is a credential and tests need only the tenant.
+// StatusRecord is one message read from the status topic, headers in their
+// order. Credentials (x-rh-identity, x-rh-sources-psk) are kept as names with
+// a redacted value: tests need to know they were sent, never their content.
 type StatusRecord struct {
 	Time      time.Time       `json:"time"`
 	Partition int32           `json:"partition"`
@@ -191,77 +195,97 @@ func (s *Server) handleStatus(msg *sarama.ConsumerMessage) {
 			account = v
 		case event.HeaderIdentity:
 			identity = v
-			continue
+		}
+		// Keep the fact, not the credential.
+		if k == event.HeaderIdentity || k == event.HeaderPSK {
+			v = redacted
 		}
 		rec.Headers = append(rec.Headers, Header{Key: k, Value: v})
-	}
-	if identity != "" {
-		// Keep the fact, not the credential.
-		rec.Headers = append(rec.Headers, Header{Key: event.HeaderIdentity, Value: "(redacted)"})
 	}
 
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	outcome, detail, evs, fwd := s.applyStatus(eventType, orgID, account, identity, msg.Value)
-	if len(evs) > 0 {
-		if err := s.pub.publish(fwd, evs...); err != nil {
-			outcome, detail = OutcomeEventFailed, err.Error()
+	res := s.applyStatus(rec, eventType, orgID, account, identity, msg.Value)
+	if len(res.events) > 0 {
+		if err := s.publish(res.fwd, res.events...); err != nil {
+			res.outcome, res.detail = OutcomeEventFailed, err.Error()
+			_ = s.store.update(func(st *state) error {
+				st.statusLog[res.index].Outcome, st.statusLog[res.index].Detail = res.outcome, res.detail
+				return nil
+			})
 		}
 	}
-	rec.Outcome, rec.Detail = outcome, detail
-	s.countStatus(outcome)
+	s.countStatus(res.outcome)
 	entry := s.log.WithFields(map[string]any{
-		"outcome": outcome, "event_type": eventType, "org_id": orgID, "account_number": account,
+		"outcome": res.outcome, "event_type": eventType, "org_id": orgID, "account_number": account,
 		"partition": msg.Partition, "offset": msg.Offset,
 	})
-	switch outcome {
+	switch res.outcome {
 	case OutcomeApplied, OutcomeHealthcheck:
 		entry.Debug("sources stand-in: status message")
 	default:
-		entry.WithField("detail", detail).Warn("sources stand-in: status message not applied")
+		entry.WithField("detail", res.detail).Warn("sources stand-in: status message not applied")
 	}
-	_ = s.store.update(func(st *state) error {
-		st.statusLog = append(st.statusLog, rec)
-		return nil
-	})
+}
+
+type statusResult struct {
+	outcome, detail string
+	index           int // of the record in the status log
+	events          []outEvent
+	fwd             forward
 }
 
 // applyStatus updates the application and mirrors a changed status onto its
-// source, as UpdateSourceFromApplicationAvailabilityStatus does. It returns the
-// Application.update event the real listener raises after an update.
-func (s *Server) applyStatus(eventType, orgID, account, identity string, value []byte) (string, string, []outEvent, forward) {
+// source, as UpdateSourceFromApplicationAvailabilityStatus does, and returns
+// the Application.update event the real listener raises after an update. The
+// record joins the status log in the same step as the change it caused, so a
+// test that awaited the change also finds the record.
+func (s *Server) applyStatus(rec StatusRecord, eventType, orgID, account, identity string, value []byte) statusResult {
+	done := func(outcome, detail string) statusResult {
+		rec.Outcome, rec.Detail = outcome, detail
+		var idx int
+		_ = s.store.update(func(st *state) error {
+			idx = len(st.statusLog)
+			st.statusLog = append(st.statusLog, rec)
+			return nil
+		})
+		return statusResult{outcome: outcome, detail: detail, index: idx}
+	}
 	switch eventType {
 	case status.Healthcheck:
-		return OutcomeHealthcheck, "", nil, forward{}
+		return done(OutcomeHealthcheck, "")
 	case status.EventType:
 	default:
-		return OutcomeWrongEventType, "event_type " + strconv.Quote(eventType), nil, forward{}
+		return done(OutcomeWrongEventType, "event_type "+strconv.Quote(eventType))
 	}
 	var p statusPayload
 	if err := json.Unmarshal(value, &p); err != nil {
-		return OutcomeBadPayload, "value is not a status message", nil, forward{}
+		return done(OutcomeBadPayload, "value is not a status message")
 	}
 	if !validStatus(p.Status) {
-		return OutcomeBadStatus, "invalid status " + strconv.Quote(p.Status), nil, forward{}
+		return done(OutcomeBadStatus, "invalid status "+strconv.Quote(p.Status))
 	}
 	// The real listener accepts the identity when no tenant header is set.
 	tn, err := event.ResolveTenant(orgID, account, identity)
 	if err != nil {
-		return OutcomeNoTenant, err.Error(), nil, forward{}
+		return done(OutcomeNoTenant, err.Error())
 	}
 	t, ok := s.store.knownTenant(tn.OrgID, tn.AccountNumber)
 	if !ok {
-		return OutcomeUnknownTenant, "tenant " + tn.Key() + " is not known", nil, forward{}
+		return done(OutcomeUnknownTenant, "tenant "+tn.Key()+" is not known")
 	}
 	// Case-sensitive, as in the real service.
 	if p.ResourceType != status.ResourceType {
-		return OutcomeUnsupportedResource, "resource_type " + strconv.Quote(p.ResourceType), nil, forward{}
+		return done(OutcomeUnsupportedResource, "resource_type "+strconv.Quote(p.ResourceType))
 	}
 	id, ok := statusResourceID(p.ResourceID)
 	if !ok {
-		return OutcomeBadPayload, "resource_id is not an id", nil, forward{}
+		return done(OutcomeBadPayload, "resource_id is not an id")
 	}
-	var app Application
+	var (
+		app Application
+		idx int
+	)
 	err = s.store.update(func(st *state) error {
 		a, ok := st.app(t.id, id)
 		if !ok {
@@ -286,10 +310,13 @@ func (s *Server) applyStatus(eventType, orgID, account, identity string, value [
 			}
 		}
 		app = a.clone()
+		rec.Outcome = OutcomeApplied
+		idx = len(st.statusLog)
+		st.statusLog = append(st.statusLog, rec)
 		return nil
 	})
 	if err != nil {
-		return OutcomeNotFound, "application " + idString(id) + " of tenant " + tn.Key(), nil, forward{}
+		return done(OutcomeNotFound, "application "+idString(id)+" of tenant "+tn.Key())
 	}
 	if identity == "" {
 		identity = generatedIdentity(t.orgID, t.account)
@@ -298,7 +325,7 @@ func (s *Server) applyStatus(eventType, orgID, account, identity string, value [
 	if fwd.orgID == "" && fwd.account == "" {
 		fwd.orgID, fwd.account = t.orgID, t.account
 	}
-	return OutcomeApplied, "", []outEvent{{evAppUpdate, app.event()}}, fwd
+	return statusResult{outcome: OutcomeApplied, index: idx, events: []outEvent{{evAppUpdate, app.event()}}, fwd: fwd}
 }
 
 // statusResourceID accepts the id as a string or a number, as the real

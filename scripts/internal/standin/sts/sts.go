@@ -376,7 +376,7 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request) {
 		expiration: time.Now().Add(time.Duration(duration) * time.Second).UTC().Truncate(time.Second),
 	}
 	akid := "ASIA" + base32.StdEncoding.EncodeToString(randomBytes(10)) // 16 characters
-	secret := base64.StdEncoding.EncodeToString(randomBytes(30))      // 40 characters
+	secret := base64.StdEncoding.EncodeToString(randomBytes(30))        // 40 characters
 	s.mu.Lock()
 	s.sessions[akid] = sess
 	s.mu.Unlock()

@@ -1,0 +1,463 @@
+package awsverify
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/shared/status"
+)
+
+// Roles of scripts/sts-trust.json.
+const (
+	trustedARN = "arn:aws:iam::123456789012:role/cloud-meter-trusted"
+	deniedARN  = "arn:aws:iam::210987654321:role/cloud-meter-denied"
+	noGCIARN   = "arn:aws:iam::345678901234:role/cloud-meter-no-policy"
+	openARN    = "arn:aws:iam::456789012345:role/cloud-meter-open"
+	zeroARN    = "arn:aws:iam::012345678901:role/cloud-meter-leading-zero"
+	extID      = "cloudoreg-demo-external-id"
+)
+
+// Cloudoreg's own (fake) credentials in the tests.
+const (
+	ownKeyID  = "AKIACLOUDOREGTEST001"
+	ownSecret = "cloudoreg+test/secret+key+0123456789ABCDEFG"
+	ownToken  = "cloudoreg-test-session-token"
+)
+
+func newVerifier(t *testing.T, endpoint string, timeout time.Duration) *Verifier {
+	t.Helper()
+	v, err := New(context.Background(), Config{
+		Endpoint:        endpoint,
+		Region:          "us-east-1",
+		AccessKeyID:     ownKeyID,
+		SecretAccessKey: ownSecret,
+		SessionToken:    ownToken,
+		Timeout:         timeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func mustParse(t *testing.T, arn string) RoleARN {
+	t.Helper()
+	r, err := ParseRoleARN(arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// wantPermanent asserts err is a permanent failure of STS with code.
+func wantPermanent(t *testing.T, err error, code status.Code) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("verified, want permanent %s", code)
+	}
+	if failure.IsTransient(err) || failure.CodeOf(err) != code || failure.TargetOf(err) != Target {
+		t.Fatalf("got %v, want permanent %s", err, code)
+	}
+}
+
+func wantTransient(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("verified, want a transient failure")
+	}
+	if !failure.IsTransient(err) || failure.TargetOf(err) != Target {
+		t.Fatalf("got %v, want a transient STS failure", err)
+	}
+}
+
+// noSecrets asserts the error text holds none of the secrets.
+func noSecrets(t *testing.T, err error, secrets ...string) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, s := range append(secrets, extID, ownKeyID, ownSecret, ownToken) {
+		if s != "" && strings.Contains(err.Error(), s) {
+			t.Errorf("error %q contains the secret %q", err, s)
+		}
+	}
+}
+
+func TestVerifySuccess(t *testing.T) {
+	t.Parallel()
+	sts := startStandin(t)
+	v := newVerifier(t, sts.URL, 0)
+
+	// Surrounding whitespace of a pasted external id is not sent.
+	if err := v.Verify(context.Background(), mustParse(t, trustedARN), "  "+extID+"\n"); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	calls := sts.calls(t)
+	if len(calls) != 2 {
+		t.Fatalf("calls %+v", calls)
+	}
+	ar, gci := calls[0], calls[1]
+	if ar.Action != "AssumeRole" || ar.RoleARN != trustedARN || ar.RoleSessionName != "cloudoreg-123456789012" ||
+		!ar.ExternalIDSent || ar.ExternalID != extID || ar.DurationSeconds != 900 || ar.AccessKeyID != ownKeyID || ar.Status != 200 {
+		t.Errorf("AssumeRole call %+v", ar)
+	}
+	if !ar.PolicySent {
+		t.Fatal("no session policy sent")
+	}
+	var policy struct {
+		Version   string
+		Statement []struct {
+			Effect   string
+			Action   any
+			Resource any
+		}
+	}
+	if err := json.Unmarshal([]byte(ar.Policy), &policy); err != nil {
+		t.Fatalf("session policy %q: %v", ar.Policy, err)
+	}
+	if len(policy.Statement) != 1 || policy.Statement[0].Effect != "Allow" ||
+		policy.Statement[0].Action != "sts:GetCallerIdentity" || policy.Statement[0].Resource != "*" {
+		t.Errorf("session policy allows more than sts:GetCallerIdentity: %s", ar.Policy)
+	}
+	if gci.Action != "GetCallerIdentity" || !strings.HasPrefix(gci.AccessKeyID, "ASIA") || gci.Status != 200 {
+		t.Errorf("GetCallerIdentity call %+v (must use the temporary credentials)", gci)
+	}
+}
+
+func TestVerifyWithoutExternalID(t *testing.T) {
+	t.Parallel()
+	sts := startStandin(t)
+	v := newVerifier(t, sts.URL, 0)
+	for _, ext := range []string{"", " \t"} {
+		if err := v.Verify(context.Background(), mustParse(t, openARN), ext); err != nil {
+			t.Fatalf("verify with external id %q: %v", ext, err)
+		}
+	}
+	for _, c := range sts.calls(t) {
+		if c.ExternalIDSent {
+			t.Errorf("a blank external id was sent: %+v", c)
+		}
+	}
+}
+
+func TestVerifyLeadingZeroAccount(t *testing.T) {
+	t.Parallel()
+	sts := startStandin(t)
+	v := newVerifier(t, sts.URL, 0)
+	role := mustParse(t, zeroARN)
+	if role.AccountID != "012345678901" {
+		t.Fatalf("account id %q", role.AccountID)
+	}
+	if err := v.Verify(context.Background(), role, extID); err != nil {
+		t.Fatal(err)
+	}
+	if c := sts.calls(t)[0]; c.RoleSessionName != "cloudoreg-012345678901" {
+		t.Errorf("session name %q", c.RoleSessionName)
+	}
+}
+
+func TestVerifyDenied(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, arn, ext string
+		sent           bool
+	}{
+		{"external id missing", trustedARN, "", false},
+		{"external id wrong", trustedARN, "someone-elses-external-id", true},
+		{"unknown role", "arn:aws:iam::999999999999:role/nobody", extID, true},
+		{"assume_role deny", deniedARN, extID, true},
+	}
+	sts := startStandin(t)
+	v := newVerifier(t, sts.URL, 0)
+	for i, tc := range cases {
+		err := v.Verify(context.Background(), mustParse(t, tc.arn), tc.ext)
+		wantPermanent(t, err, status.CG3002)
+		t.Log(err)
+		noSecrets(t, err, tc.ext)
+		calls := sts.calls(t)
+		if len(calls) != i+1 {
+			t.Fatalf("%s: %d calls, want %d (one AssumeRole per case)", tc.name, len(calls), i+1)
+		}
+		if c := calls[i]; c.Action != "AssumeRole" || c.ExternalIDSent != tc.sent || c.ErrorCode != "AccessDenied" {
+			t.Errorf("%s: call %+v", tc.name, c)
+		}
+	}
+}
+
+func TestVerifyCallerIdentityDenied(t *testing.T) {
+	t.Parallel()
+	sts := startStandin(t)
+	v := newVerifier(t, sts.URL, 0)
+	err := v.Verify(context.Background(), mustParse(t, noGCIARN), "")
+	wantPermanent(t, err, status.CG3003)
+	noSecrets(t, err)
+
+	// Flip a role to deny at run time.
+	if err := v.Verify(context.Background(), mustParse(t, openARN), ""); err != nil {
+		t.Fatal(err)
+	}
+	sts.trust(t, `{"roles":[{"arn":"`+openARN+`","assume_role":"allow","get_caller_identity":"deny"}]}`)
+	err = v.Verify(context.Background(), mustParse(t, openARN), "")
+	wantPermanent(t, err, status.CG3003)
+}
+
+func TestVerifyTransientFaults(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"throttling":             `{"status":400,"count":1}`,
+		"ThrottlingException":    `{"status":400,"code":"ThrottlingException","count":1}`,
+		"RequestLimitExceeded":   `{"status":400,"code":"RequestLimitExceeded","count":1}`,
+		"service unavailable":    `{"status":503,"count":1}`,
+		"internal failure":       `{"status":500,"count":1}`,
+		"5xx with odd code":      `{"status":502,"code":"AccessDenied","count":1}`,
+		"unexpected 4xx on role": `{"status":400,"code":"SomethingNew","count":1}`,
+	}
+	sts := startStandin(t)
+	v := newVerifier(t, sts.URL, 0)
+	n := 0
+	for name, fault := range cases {
+		sts.fault(t, fault)
+		err := v.Verify(context.Background(), mustParse(t, trustedARN), extID)
+		wantTransient(t, err)
+		t.Log(err)
+		noSecrets(t, err)
+		n++
+		// The SDK must not retry: one call per attempt, which failed.
+		if calls := sts.calls(t); len(calls) != n || calls[n-1].Status < 400 {
+			t.Fatalf("%s: calls %+v", name, calls)
+		}
+	}
+	// The faults were for one request each: the role verifies now.
+	if err := v.Verify(context.Background(), mustParse(t, trustedARN), extID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyTimeout(t *testing.T) {
+	t.Parallel()
+	sts := startStandin(t)
+	v := newVerifier(t, sts.URL, 200*time.Millisecond)
+	sts.fault(t, fmt.Sprintf(`{"delay_ns":%d,"count":1}`, time.Minute))
+	err := v.Verify(context.Background(), mustParse(t, trustedARN), extID)
+	wantTransient(t, err)
+	t.Log(err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("not a deadline error: %v", err)
+	}
+	noSecrets(t, err)
+}
+
+func TestVerifyInvalidARN(t *testing.T) {
+	t.Parallel()
+	// No STS call is made: the endpoint does not exist.
+	v := newVerifier(t, "http://127.0.0.1:1", 0)
+	err := v.Verify(context.Background(), RoleARN{Raw: "arn:aws:iam::123:role/x", AccountID: "123"}, extID)
+	if failure.IsTransient(err) || failure.CodeOf(err) != status.CG1004 {
+		t.Fatalf("got %v, want CG1004", err)
+	}
+}
+
+func TestVerifyNetworkError(t *testing.T) {
+	t.Parallel()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	endpoint := closed.URL
+	closed.Close()
+	err := newVerifier(t, endpoint, 0).Verify(context.Background(), mustParse(t, trustedARN), extID)
+	wantTransient(t, err)
+	t.Log(err)
+	noSecrets(t, err)
+}
+
+func TestNewDefaults(t *testing.T) {
+	t.Parallel()
+	// Real AWS endpoint resolution and the default credential chain: New
+	// must not need either to be reachable.
+	v, err := New(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.timeout != DefaultTimeout {
+		t.Errorf("timeout %v", v.timeout)
+	}
+	o := v.client.Options()
+	if o.Region != DefaultRegion || o.BaseEndpoint != nil || o.Retryer.MaxAttempts() != 1 {
+		t.Errorf("region %q, endpoint %v, max attempts %d", o.Region, o.BaseEndpoint, o.Retryer.MaxAttempts())
+	}
+}
+
+// scripted is a loopback STS that answers as the test says, for what the
+// stand-in does not do (hostile or broken answers).
+type scripted struct {
+	assumeRole        http.HandlerFunc
+	getCallerIdentity http.HandlerFunc
+}
+
+func (s scripted) start(t *testing.T) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			t.Error(err)
+		}
+		h := s.getCallerIdentity
+		if r.Form.Get("Action") == "AssumeRole" {
+			h = s.assumeRole
+		}
+		if h == nil {
+			t.Errorf("unexpected %s", r.Form.Get("Action"))
+			return
+		}
+		h(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+func awsError(w http.ResponseWriter, st int, code, msg string) {
+	w.Header().Set("Content-Type", "text/xml")
+	w.WriteHeader(st)
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(msg))
+	fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>`+
+		`<Code>%s</Code><Message>%s</Message></Error><RequestId>req-1</RequestId></ErrorResponse>`, code, b.String())
+}
+
+// Temporary credentials the scripted STS hands out.
+const (
+	tmpKeyID  = "ASIASCRIPTEDTEST0001"
+	tmpSecret = "scripted/temporary+secret+0123456789abcdefg"
+	tmpToken  = "scripted-temporary-session-token"
+)
+
+func assumeOK(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/xml")
+	fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>`+
+		`<AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/cloud-meter-trusted/cloudoreg-123456789012</Arn>`+
+		`<AssumedRoleId>AROAEXAMPLE:cloudoreg-123456789012</AssumedRoleId></AssumedRoleUser>`+
+		`<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken>`+
+		`<Expiration>%s</Expiration></Credentials></AssumeRoleResult>`+
+		`<ResponseMetadata><RequestId>req-0</RequestId></ResponseMetadata></AssumeRoleResponse>`,
+		tmpKeyID, tmpSecret, tmpToken, time.Now().Add(15*time.Minute).UTC().Format(time.RFC3339))
+}
+
+func identity(arn, account string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprintf(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>`+
+			`<Arn>%s</Arn><UserId>AROAEXAMPLE:x</UserId><Account>%s</Account></GetCallerIdentityResult>`+
+			`<ResponseMetadata><RequestId>req-2</RequestId></ResponseMetadata></GetCallerIdentityResponse>`, arn, account)
+	}
+}
+
+// echo answers an error whose message repeats the whole request: body
+// (with the external id), Authorization and the session token.
+func echo(st int, code string, extra ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		msg := r.PostForm.Encode() + " " + r.Form.Get("ExternalId") + " " + r.Header.Get("Authorization") +
+			" " + r.Header.Get("X-Amz-Security-Token") + " " + strings.Join(extra, " ")
+		awsError(w, st, code, msg)
+	}
+}
+
+func TestVerifyScripted(t *testing.T) {
+	t.Parallel()
+	const trustedSession = "arn:aws:sts::123456789012:assumed-role/cloud-meter-trusted/cloudoreg-123456789012"
+	cases := []struct {
+		name   string
+		sts    scripted
+		code   status.Code // "" for transient
+		ownErr bool        // wraps ErrServiceCredentials
+	}{
+		{"echoed invalid external id", scripted{assumeRole: echo(400, "ValidationError")}, status.CG3000, false},
+		{"echoed denial", scripted{assumeRole: echo(403, "AccessDenied")}, status.CG3002, false},
+		{"our key is unknown", scripted{assumeRole: echo(403, "InvalidClientTokenId")}, "", true},
+		{"our signature is wrong", scripted{assumeRole: echo(403, "SignatureDoesNotMatch")}, "", true},
+		{"our token expired", scripted{assumeRole: echo(400, "ExpiredToken")}, "", true},
+		{"region disabled", scripted{assumeRole: echo(403, "RegionDisabledException")}, status.CG3000, false},
+		{"proxy error page", scripted{assumeRole: func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "<html>bad gateway</html>", http.StatusBadGateway)
+		}}, "", false},
+		{"credentials missing", scripted{assumeRole: func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult/></AssumeRoleResponse>`)
+		}}, "", false},
+		{"identity echoes the session", scripted{assumeRole: assumeOK, getCallerIdentity: echo(403, "AccessDenied", tmpSecret)}, status.CG3003, false},
+		{"session key rejected", scripted{assumeRole: assumeOK, getCallerIdentity: echo(403, "InvalidClientTokenId")}, status.CG3003, false},
+		{"identity throttled", scripted{assumeRole: assumeOK, getCallerIdentity: echo(400, "Throttling")}, "", false},
+		{"identity 503", scripted{assumeRole: assumeOK, getCallerIdentity: echo(503, "ServiceUnavailable")}, "", false},
+		{"identity of another account", scripted{assumeRole: assumeOK,
+			getCallerIdentity: identity("arn:aws:sts::999999999999:assumed-role/cloud-meter-trusted/cloudoreg-123456789012", "999999999999")}, status.CG3003, false},
+		{"identity of another partition", scripted{assumeRole: assumeOK,
+			getCallerIdentity: identity("arn:aws-cn:sts::123456789012:assumed-role/cloud-meter-trusted/cloudoreg-123456789012", "123456789012")}, status.CG3003, false},
+		{"identity is a user", scripted{assumeRole: assumeOK,
+			getCallerIdentity: identity("arn:aws:iam::123456789012:user/cloud-meter-trusted", "123456789012")}, status.CG3003, false},
+		{"identity of another role", scripted{assumeRole: assumeOK,
+			getCallerIdentity: identity("arn:aws:sts::123456789012:assumed-role/other/cloudoreg-123456789012", "123456789012")}, status.CG3003, false},
+		{"identity account disagrees", scripted{assumeRole: assumeOK,
+			getCallerIdentity: identity(trustedSession, "999999999999")}, status.CG3003, false},
+		{"identity differs in role name case", scripted{assumeRole: assumeOK,
+			getCallerIdentity: identity(strings.Replace(trustedSession, "cloud-meter-trusted", "Cloud-Meter-Trusted", 1), "123456789012")}, "ok", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := newVerifier(t, tc.sts.start(t), 0)
+			err := v.Verify(context.Background(), mustParse(t, trustedARN), extID)
+			switch tc.code {
+			case "ok":
+				if err != nil {
+					t.Fatal(err)
+				}
+			case "":
+				wantTransient(t, err)
+			default:
+				wantPermanent(t, err, tc.code)
+			}
+			if errors.Is(err, ErrServiceCredentials) != tc.ownErr {
+				t.Errorf("ErrServiceCredentials: %v", err)
+			}
+			t.Log(err)
+			noSecrets(t, err, tmpKeyID, tmpSecret, tmpToken, url.QueryEscape(extID))
+		})
+	}
+}
+
+// An external id with characters that URL encoding changes is redacted in
+// both forms.
+func TestVerifyRedactsEncodedExternalID(t *testing.T) {
+	t.Parallel()
+	const ext = "demo+ext/id=with:@,chars"
+	v := newVerifier(t, scripted{assumeRole: echo(400, "ValidationError")}.start(t), 0)
+	err := v.Verify(context.Background(), mustParse(t, trustedARN), ext)
+	wantPermanent(t, err, status.CG3000)
+	if !strings.Contains(err.Error(), "ExternalId=[redacted]") {
+		t.Errorf("the echo is not in the error (the test tests nothing): %v", err)
+	}
+	noSecrets(t, err, ext, url.QueryEscape(ext), url.PathEscape(ext))
+}
+
+func TestRedactAndTruncate(t *testing.T) {
+	t.Parallel()
+	// A secret that contains another is redacted whole.
+	got := redact("key=abcdef and abc", []string{"abc", "abcdef"})
+	if got != "key=[redacted] and [redacted]" {
+		t.Errorf("redact: %q", got)
+	}
+	if got := redact("a+b%2Fc a+b/c", []string{"a+b/c"}); strings.Contains(got, "b") {
+		t.Errorf("redact encoded: %q", got)
+	}
+	if got := truncate("ééé", 3); got != "é..." {
+		t.Errorf("truncate: %q", got)
+	}
+	if got := truncate("short", 10); got != "short" {
+		t.Errorf("truncate: %q", got)
+	}
+}
