@@ -267,3 +267,17 @@ func TestNewNeedsBrokers(t *testing.T) {
 		t.Fatal("New without brokers succeeded")
 	}
 }
+
+func TestWritesAfterCloseFailCleanly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h := orgHeaders("7100008")
+	e.mustDo(http.StatusInternalServerError, http.MethodPost, publicPrefix+"/sources", h, map[string]any{"name": "late", "source_type_id": 7})
+	e.mustDo(http.StatusOK, http.MethodGet, publicPrefix+"/sources", h, nil)
+	if err := e.srv.Start(context.Background()); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
+}
