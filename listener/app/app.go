@@ -35,8 +35,13 @@ type Config struct {
 	Sources config.Sources
 	Log     config.Log
 
-	EventsTopic   string        `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
-	GroupID       string        `env:"KAFKA_GROUP_ID" envDefault:"cloudoreg-listener"`
+	EventsTopic string `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
+	GroupID     string `env:"KAFKA_GROUP_ID" envDefault:"cloudoreg-listener"`
+	// InstanceID makes the listener a static group member (KIP-345): a
+	// restarted listener takes its partitions back at once instead of
+	// waiting for the dead one's session to expire, and a second listener
+	// started by mistake is fenced. Empty: dynamic membership.
+	InstanceID    string        `env:"KAFKA_GROUP_INSTANCE_ID" envDefault:"cloudoreg-listener"`
 	InitialOffset string        `env:"KAFKA_INITIAL_OFFSET" envDefault:"oldest"`
 	CommitEvery   time.Duration `env:"KAFKA_COMMIT_INTERVAL" envDefault:"1s"`
 
@@ -174,6 +179,7 @@ func (l *Listener) consumerGroup() (sarama.ConsumerGroup, error) {
 		return nil, err
 	}
 	sc.Consumer.Return.Errors = true
+	sc.Consumer.Group.InstanceId = l.cfg.InstanceID
 	sc.Consumer.Offsets.AutoCommit.Enable = true
 	sc.Consumer.Offsets.AutoCommit.Interval = l.cfg.CommitEvery
 	switch l.cfg.InitialOffset {

@@ -1,0 +1,380 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/cloudoreg/cloudoreg/listener/app"
+	"github.com/cloudoreg/cloudoreg/shared/config"
+	"github.com/cloudoreg/cloudoreg/shared/logging"
+	"github.com/cloudoreg/cloudoreg/shared/work"
+)
+
+const (
+	topic     = "platform.sources.event-stream"
+	waitLimit = 90 * time.Second
+)
+
+// env is a Kafka broker, a restartable NATS server with its store kept, the
+// work stream (as the processors declare it) and a Sources API on loopback.
+type env struct {
+	t        *testing.T
+	kafka    *kfake.Cluster
+	brokers  []string
+	natsPort int
+	natsDir  string
+	ns       *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	sources  *fakeSources
+	producer sarama.SyncProducer
+	logs     *syncBuffer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{t: t, natsDir: t.TempDir(), natsPort: freePort(t), logs: &syncBuffer{}}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	e.kafka, e.brokers = c, c.ListenAddrs()
+	e.startNATS()
+	t.Cleanup(e.stopNATS)
+	e.nc, err = nats.Connect(e.ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.nc.Close)
+	e.js, _ = jetstream.New(e.nc)
+	if err := work.EnsureStreams(context.Background(), e.js, work.StreamSettings{Partitions: 4, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	e.sources = newFakeSources(t)
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	pc.Producer.RequiredAcks = sarama.WaitForAll
+	if e.producer, err = sarama.NewSyncProducer(e.brokers, pc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.producer.Close() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("listener logs:\n%s", e.logs.String())
+		}
+	})
+	return e
+}
+
+func (e *env) startNATS() {
+	e.t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: e.natsPort, JetStream: true, StoreDir: e.natsDir, NoSigs: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		e.t.Fatal("nats did not start")
+	}
+	e.ns = ns
+}
+
+func (e *env) stopNATS() {
+	if e.ns != nil {
+		e.ns.Shutdown()
+		e.ns.WaitForShutdown()
+	}
+}
+
+// config is the listener's configuration for this environment.
+func (e *env) config() app.Config {
+	c, err := app.LoadConfig()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c.Kafka.Brokers = e.brokers
+	c.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", e.natsPort)
+	c.Sources.URL, c.Sources.PSK = e.sources.URL, "test-psk"
+	c.MetricsPort = 0
+	c.CommitEvery, c.RetryBase, c.RetryMax = 50*time.Millisecond, 20*time.Millisecond, 200*time.Millisecond
+	c.PublishTimeout, c.ShutdownGrace = time.Second, 5*time.Second
+	return c
+}
+
+// runListener runs the real listener in-process until the returned stop.
+func (e *env) runListener(c app.Config) (l *app.Listener, stop func()) {
+	e.t.Helper()
+	log, _ := logging.NewTo(e.logs, config.Log{Level: "info", Format: "json"}, "listener")
+	l, err := app.New(c, log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					e.t.Errorf("listener: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				e.t.Error("listener did not stop within 30s")
+			}
+		})
+	}
+	e.t.Cleanup(stop)
+	return l, stop
+}
+
+// produce writes one event the way Sources does; it returns its coordinates
+// as the listener names them (the Nats-Msg-Id).
+func (e *env) produce(org, eventType, value string) string {
+	e.t.Helper()
+	msg := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(org), Value: sarama.StringEncoder(value)}
+	msg.Headers = []sarama.RecordHeader{
+		{Key: []byte("x-rh-sources-org-id"), Value: []byte(org)},
+		{Key: []byte("event_type"), Value: []byte(eventType)},
+		{Key: []byte("encoding"), Value: []byte("json")},
+	}
+	return e.send(msg)
+}
+
+func (e *env) send(msg *sarama.ProducerMessage) string {
+	e.t.Helper()
+	p, o, err := e.producer.SendMessage(msg)
+	if err != nil {
+		e.t.Fatalf("produce: %v", err)
+	}
+	return fmt.Sprintf("%s/%d/%d", topic, p, o)
+}
+
+// streamed is one work message as stored.
+type streamed struct {
+	seq      uint64
+	subject  string
+	sourceID string
+	origin   string
+	kind     string
+}
+
+// awaitStream waits until the work stream holds n messages, watching it with
+// an ordered consumer (no polling), and returns them in stream order.
+func (e *env) awaitStream(n int) []streamed {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	cons, err := e.js.OrderedConsumer(ctx, work.StreamName, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []streamed
+	for len(out) < n {
+		m, err := cons.Next(jetstream.FetchMaxWait(waitLimit))
+		if err != nil {
+			e.t.Fatalf("work stream has %d messages, want %d: %v", len(out), n, err)
+		}
+		meta, _ := m.Metadata()
+		out = append(out, streamed{
+			seq: meta.Sequence.Stream, subject: m.Subject(), origin: m.Headers().Get(work.HeaderOrigin),
+			sourceID: m.Headers().Get(work.HeaderSourceID), kind: m.Headers().Get(work.HeaderKind),
+		})
+	}
+	return out
+}
+
+// streamCount is how many messages the work stream holds now.
+func (e *env) streamCount() uint64 {
+	e.t.Helper()
+	s, err := e.js.Stream(context.Background(), work.StreamName)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// checkExactlyOnce asserts the stream holds each wanted origin exactly once
+// and nothing else.
+func checkExactlyOnce(t *testing.T, got []streamed, want []string) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, m := range got {
+		seen[m.origin]++
+	}
+	for _, o := range want {
+		if seen[o] != 1 {
+			t.Errorf("offset %s reached the work stream %d times, want exactly once", o, seen[o])
+		}
+		delete(seen, o)
+	}
+	for o, n := range seen {
+		t.Errorf("unexpected work message from %s (%d times)", o, n)
+	}
+}
+
+// checkSourceOrder asserts every source's messages are in Kafka order.
+func checkSourceOrder(t *testing.T, got []streamed) {
+	t.Helper()
+	last := map[string]int64{}
+	for _, m := range got {
+		parts := strings.Split(m.origin, "/")
+		off, _ := strconv.ParseInt(parts[len(parts)-1], 10, 64)
+		key := m.sourceID + "@" + parts[len(parts)-2]
+		if prev, ok := last[key]; ok && off <= prev {
+			t.Errorf("source %s: offset %d stored after offset %d", m.sourceID, off, prev)
+		}
+		last[key] = off
+	}
+}
+
+// fakeSources speaks the Sources applications endpoint over loopback HTTP.
+type fakeSources struct {
+	*httptest.Server
+	mu    sync.Mutex
+	apps  map[string]string // application id -> source id
+	calls []string
+	fail  int // answer the next fail requests with 503
+}
+
+func newFakeSources(t *testing.T) *fakeSources {
+	f := &fakeSources{apps: map[string]string{}}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeSources) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
+	if r.Header.Get("x-rh-sources-psk") != "test-psk" || r.Header.Get("x-rh-sources-org-id") == "" {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if f.fail > 0 {
+		f.fail--
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	id := strings.TrimPrefix(r.URL.Path, "/api/sources/v3.1/applications/")
+	source, ok := f.apps[id]
+	if !ok {
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"errors":[{"status":"404","detail":"Application not found"}]}`)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "source_id": source, "application_type_id": "5", "paused_at": nil})
+}
+
+func (f *fakeSources) set(appID, sourceID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if sourceID == "" {
+		delete(f.apps, appID)
+	} else {
+		f.apps[appID] = sourceID
+	}
+}
+
+func (f *fakeSources) failNext(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = n
+}
+
+func (f *fakeSources) callLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+// metric reads one sample of the listener's /metrics, 0 when absent.
+func metric(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte(series+" ")) {
+			v, _ := strconv.ParseFloat(string(bytes.TrimPrefix(line, []byte(series+" "))), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// awaitHTTP polls url until it answers want (readiness changes have no
+// event to wait on); it fails the test after waitLimit.
+func awaitHTTP(t *testing.T, url string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		if resp, err := http.Get(url); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered %d", url, want)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
