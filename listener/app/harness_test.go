@@ -35,7 +35,7 @@ const (
 // env is a Kafka broker, a restartable NATS server with its store kept, the
 // work stream (as the processors declare it) and a Sources API on loopback.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	kafka    *kfake.Cluster
 	brokers  []string
 	natsPort int
@@ -48,7 +48,7 @@ type env struct {
 	logs     *syncBuffer
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, natsDir: t.TempDir(), natsPort: freePort(t), logs: &syncBuffer{}}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
@@ -220,7 +220,7 @@ func (e *env) streamCount() uint64 {
 
 // checkExactlyOnce asserts the stream holds each wanted origin exactly once
 // and nothing else.
-func checkExactlyOnce(t *testing.T, got []streamed, want []string) {
+func checkExactlyOnce(t testing.TB, got []streamed, want []string) {
 	t.Helper()
 	seen := map[string]int{}
 	for _, m := range got {
@@ -238,7 +238,7 @@ func checkExactlyOnce(t *testing.T, got []streamed, want []string) {
 }
 
 // checkSourceOrder asserts every source's messages are in Kafka order.
-func checkSourceOrder(t *testing.T, got []streamed) {
+func checkSourceOrder(t testing.TB, got []streamed) {
 	t.Helper()
 	last := map[string]int64{}
 	for _, m := range got {
@@ -261,7 +261,7 @@ type fakeSources struct {
 	fail  int // answer the next fail requests with 503
 }
 
-func newFakeSources(t *testing.T) *fakeSources {
+func newFakeSources(t testing.TB) *fakeSources {
 	f := &fakeSources{apps: map[string]string{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
@@ -315,7 +315,7 @@ func (f *fakeSources) callLog() []string {
 }
 
 // metric reads one sample of the listener's /metrics, 0 when absent.
-func metric(t *testing.T, addr, series string) float64 {
+func metric(t testing.TB, addr, series string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -334,7 +334,7 @@ func metric(t *testing.T, addr, series string) float64 {
 
 // awaitHTTP polls url until it answers want (readiness changes have no
 // event to wait on); it fails the test after waitLimit.
-func awaitHTTP(t *testing.T, url string, want int) {
+func awaitHTTP(t testing.TB, url string, want int) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -352,7 +352,7 @@ func awaitHTTP(t *testing.T, url string, want int) {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
