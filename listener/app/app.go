@@ -61,11 +61,23 @@ type Config struct {
 	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"20s"`
 }
 
-// LoadConfig reads the configuration from the environment.
+// LoadConfig reads the configuration from the environment, overlaid by
+// Clowder's cdappconfig.json when ACG_CONFIG is set.
 func LoadConfig() (Config, error) {
 	var c Config
-	err := config.Parse(&c)
-	return c, err
+	if err := config.Parse(&c); err != nil {
+		return c, err
+	}
+	o, err := config.ClowderFromEnv()
+	if err != nil {
+		return c, err
+	}
+	c.Kafka = o.Kafka(c.Kafka)
+	c.EventsTopic = o.Topic(c.EventsTopic)
+	c.BindHost = o.BindHost(c.BindHost)
+	c.MetricsPort = o.MetricsPort(c.MetricsPort)
+	c.MetricsPath = o.MetricsPath(c.MetricsPath)
+	return c, nil
 }
 
 // Listener is a running listener.
@@ -102,6 +114,9 @@ func (l *Listener) OpsAddr() string { return l.ops.Addr() }
 // Run consumes until ctx ends, then shuts down within the grace period.
 func (l *Listener) Run(ctx context.Context) error {
 	defer l.shutdownOps()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go stopOnFailure(ctx, cancel, l.log, l.ops.Failed())
 	l.log.WithFields(logrus.Fields(config.Summary(l.cfg))).Info("listener starting")
 
 	nc, err := natsconn.Connect(l.cfg.NATS, "cloudoreg-listener", l.log)
@@ -240,4 +255,15 @@ func (l *Listener) shutdownOps() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = l.ops.Shutdown(ctx)
+}
+
+// stopOnFailure shuts the program down in order when its HTTP server dies:
+// without probes OpenShift would restart it anyway, less gently.
+func stopOnFailure(ctx context.Context, cancel context.CancelFunc, log *logrus.Entry, failed <-chan error) {
+	select {
+	case err := <-failed:
+		log.WithError(err).Error("stopping")
+		cancel()
+	case <-ctx.Done():
+	}
 }

@@ -81,6 +81,9 @@ func (p *Processor) Enqueue(ctx context.Context, m work.Message) error {
 // Run processes work until ctx ends, then stops within the grace period.
 func (p *Processor) Run(ctx context.Context) error {
 	defer p.shutdownServers()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go stopOnFailure(ctx, cancel, p.log, p.ops.Failed(), p.private.Failed())
 	p.log.WithFields(logrus.Fields(config.Summary(p.cfg))).Info("processor starting")
 
 	nc, err := natsconn.Connect(p.cfg.NATS, "cloudoreg-processor", p.log)
@@ -234,4 +237,20 @@ func (p *Processor) shutdownServers() {
 	defer cancel()
 	_ = p.private.Shutdown(ctx)
 	_ = p.ops.Shutdown(ctx)
+}
+
+// stopOnFailure shuts the program down in order when one of its HTTP
+// servers dies: without probes OpenShift would restart it anyway, less
+// gently, and without the private port Sources' checks would be lost.
+func stopOnFailure(ctx context.Context, cancel context.CancelFunc, log *logrus.Entry, failed ...<-chan error) {
+	for _, ch := range failed {
+		go func(ch <-chan error) {
+			select {
+			case err := <-ch:
+				log.WithError(err).Error("stopping")
+				cancel()
+			case <-ctx.Done():
+			}
+		}(ch)
+	}
 }

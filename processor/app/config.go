@@ -62,11 +62,24 @@ type Config struct {
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"20s"`
 }
 
-// LoadConfig reads the configuration from the environment.
+// LoadConfig reads the configuration from the environment, overlaid by
+// Clowder's cdappconfig.json when ACG_CONFIG is set.
 func LoadConfig() (Config, error) {
 	var c Config
-	err := config.Parse(&c)
-	return c, err
+	if err := config.Parse(&c); err != nil {
+		return c, err
+	}
+	o, err := config.ClowderFromEnv()
+	if err != nil {
+		return c, err
+	}
+	c.Kafka = o.Kafka(c.Kafka)
+	c.StatusTopic = o.Topic(c.StatusTopic)
+	c.BindHost = o.BindHost(c.BindHost)
+	c.MetricsPort = o.MetricsPort(c.MetricsPort)
+	c.MetricsPath = o.MetricsPath(c.MetricsPath)
+	c.PrivatePort = o.PrivatePort(c.PrivatePort)
+	return c, nil
 }
 
 func (c Config) validate() error {

@@ -22,7 +22,11 @@ func (p Policy) Delay(attempt int) time.Duration {
 		attempt = 1
 	}
 	d := p.Base
-	for i := 1; i < attempt && d < p.Max; i++ {
+	for i := 1; i < attempt && d > 0 && d < p.Max; i++ {
+		if d > p.Max/2 {
+			d = p.Max // doubling would pass the cap (or overflow)
+			break
+		}
 		d *= 2
 	}
 	if d > p.Max {

@@ -50,3 +50,43 @@ func redacted(v reflect.Value) string {
 	}
 	return "(set)"
 }
+
+// secretWords mark an environment variable that holds a secret (or the
+// content of a secret file). Paths to files (NATS_CREDS_FILE, RHSM_KEY_FILE)
+// and identifiers (AWS_ACCESS_KEY_ID) are not secrets.
+var secretWords = []string{"PASSWORD", "TOKEN", "PSK", "SECRET", "AUTH_VALUE"}
+
+// UntaggedSecrets lists the environment variables of cfg that look like
+// secrets but are not tagged secret:"true", so Summary would log their
+// values. Tests of each program's Config expect it to be empty.
+func UntaggedSecrets(cfg any) []string {
+	var out []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			if name == "" {
+				walk(f.Type)
+				continue
+			}
+			for _, w := range secretWords {
+				if strings.Contains(name, w) && f.Tag.Get("secret") != "true" {
+					out = append(out, name)
+					break
+				}
+			}
+		}
+	}
+	walk(reflect.TypeOf(cfg))
+	return out
+}

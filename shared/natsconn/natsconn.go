@@ -20,6 +20,11 @@ func Options(c config.NATS, name string, log *logrus.Entry) ([]nats.Option, erro
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		// nats.go closes the connection for good after the same auth error
+		// twice; keep trying instead (readiness shows it), so a server that
+		// briefly refuses (an account not yet loaded, credentials being
+		// rotated) does not leave the program with a dead connection.
+		nats.IgnoreAuthErrorAbort(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err == nil {
 				return // closed on purpose

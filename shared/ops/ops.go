@@ -60,8 +60,9 @@ func (r *Readiness) Ready() (bool, []string) {
 
 // Server serves the ops endpoints.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
+	srv    *http.Server
+	ln     net.Listener
+	failed chan error
 }
 
 // Listen binds addr (":9000", "127.0.0.1:0") and serves metrics from reg at
@@ -94,14 +95,18 @@ func Serve(addr string, h http.Handler) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
+	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln: ln, failed: make(chan error, 1)}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			panic(fmt.Sprintf("ops server on %s: %v", addr, err))
+			s.failed <- fmt.Errorf("http server on %s stopped: %w", addr, err)
 		}
 	}()
 	return s, nil
 }
+
+// Failed delivers the error if the server stops serving on its own (the
+// program should then shut down: its probes are gone).
+func (s *Server) Failed() <-chan error { return s.failed }
 
 // Addr is the bound address (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -40,10 +40,10 @@ func accountKey(id string) string { return "account." + id }
 func sourceKey(id string) string  { return "source." + id }
 
 // Claim implements reconcile.Claims.
-func (s *Store) Claim(ctx context.Context, c reconcile.Claim) (string, error) {
+func (s *Store) Claim(ctx context.Context, c reconcile.Claim) error {
 	value, err := json.Marshal(c)
 	if err != nil {
-		return "", err
+		return err
 	}
 	for {
 		entry, err := s.kv.Get(ctx, accountKey(c.AccountID))
@@ -56,7 +56,7 @@ func (s *Store) Claim(ctx context.Context, c reconcile.Claim) (string, error) {
 		case err == nil:
 			var owner reconcile.Claim
 			if jerr := json.Unmarshal(entry.Value(), &owner); jerr == nil && owner.SourceID != c.SourceID {
-				return "", &reconcile.ClaimedError{Owner: owner}
+				return &reconcile.ClaimedError{Owner: owner}
 			}
 			_, err = s.kv.Update(ctx, accountKey(c.AccountID), value, entry.Revision())
 			if isWrongRevision(err) {
@@ -64,7 +64,7 @@ func (s *Store) Claim(ctx context.Context, c reconcile.Claim) (string, error) {
 			}
 		}
 		if err != nil {
-			return "", failure.Transient("claims", err)
+			return failure.Transient("claims", err)
 		}
 		return s.moveSource(ctx, c)
 	}
@@ -72,21 +72,19 @@ func (s *Store) Claim(ctx context.Context, c reconcile.Claim) (string, error) {
 
 // moveSource points source -> account at the new account and frees the
 // account the source held before, if it was another one.
-func (s *Store) moveSource(ctx context.Context, c reconcile.Claim) (string, error) {
-	var previous string
+func (s *Store) moveSource(ctx context.Context, c reconcile.Claim) error {
 	entry, err := s.kv.Get(ctx, sourceKey(c.SourceID))
 	if err == nil && string(entry.Value()) != c.AccountID {
-		previous = string(entry.Value())
-		if err := s.releaseAccount(ctx, previous, c.SourceID); err != nil {
-			return "", err
+		if err := s.releaseAccount(ctx, string(entry.Value()), c.SourceID); err != nil {
+			return err
 		}
 	} else if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", failure.Transient("claims", err)
+		return failure.Transient("claims", err)
 	}
 	if _, err := s.kv.Put(ctx, sourceKey(c.SourceID), []byte(c.AccountID)); err != nil {
-		return "", failure.Transient("claims", err)
+		return failure.Transient("claims", err)
 	}
-	return previous, nil
+	return nil
 }
 
 // Release implements reconcile.Claims.
@@ -127,16 +125,16 @@ func (s *Store) releaseAccount(ctx context.Context, accountID, sourceID string) 
 	return nil
 }
 
-// Held implements reconcile.Claims.
-func (s *Store) Held(ctx context.Context, sourceID string) (bool, error) {
-	_, err := s.kv.Get(ctx, sourceKey(sourceID))
+// Account implements reconcile.Claims.
+func (s *Store) Account(ctx context.Context, sourceID string) (string, error) {
+	entry, err := s.kv.Get(ctx, sourceKey(sourceID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
+		return "", nil
 	}
 	if err != nil {
-		return false, failure.Transient("claims", err)
+		return "", failure.Transient("claims", err)
 	}
-	return true, nil
+	return string(entry.Value()), nil
 }
 
 func isWrongRevision(err error) bool {

@@ -68,13 +68,14 @@ func (e *ClaimedError) Error() string {
 // Claims keeps one AWS account to one source at a time, atomically across
 // processors.
 type Claims interface {
-	// Claim makes c.SourceID the owner of c.AccountID. It returns the
-	// account the source held before when that differs, or *ClaimedError.
-	Claim(ctx context.Context, c Claim) (previousAccount string, err error)
+	// Claim makes c.SourceID the owner of c.AccountID (and frees the
+	// account the source held before), or returns *ClaimedError.
+	Claim(ctx context.Context, c Claim) error
 	// Release drops whatever the source owns.
 	Release(ctx context.Context, sourceID string) error
-	// Held reports whether the source owns an account (so it may be registered).
-	Held(ctx context.Context, sourceID string) (bool, error)
+	// Account is the AWS account the source owns, "" when none (a source
+	// that owns one may be registered at RHSM).
+	Account(ctx context.Context, sourceID string) (string, error)
 }
 
 // Reporter publishes an availability status for the work's tenant.
@@ -217,17 +218,21 @@ func (r *Reconciler) verifyAndRegister(ctx context.Context, m work.Message, auth
 	if m.Tenant.OrgID == "" {
 		return "", failure.Permanent(status.CR4001, "rhsm", errors.New("the tenant has no org id"))
 	}
-	claim := Claim{AccountID: role.AccountID, ARN: role.Raw, SourceID: m.SourceID, OrgID: m.Tenant.OrgID, AccountNumber: m.Tenant.AccountNumber}
-	previous, err := r.claim(ctx, claim)
+	held, err := r.Claims.Account(ctx, m.SourceID)
 	if err != nil {
 		return "", err
 	}
-	if previous != "" {
+	if held != "" && held != role.AccountID {
 		// The customer pointed the source at another AWS account: the old
-		// registration goes before the new one is made.
+		// registration goes first. Until it is gone the claim does not
+		// move, so a retry after a failure here removes it again.
 		if err := r.Registry.Remove(ctx, m.Tenant.OrgID, m.SourceID); err != nil {
 			return "", err
 		}
+	}
+	claim := Claim{AccountID: role.AccountID, ARN: role.Raw, SourceID: m.SourceID, OrgID: m.Tenant.OrgID, AccountNumber: m.Tenant.AccountNumber}
+	if err := r.claim(ctx, claim); err != nil {
+		return "", err
 	}
 	return role.AccountID, r.register(ctx, claim)
 }
@@ -259,27 +264,34 @@ func checkAuthentication(a sources.Authentication) (awsverify.RoleARN, error) {
 // claim takes ownership of the account. An owner whose source is gone from
 // Sources (a delete Cloudoreg never saw) loses its claim instead of blocking
 // the account for ever.
-func (r *Reconciler) claim(ctx context.Context, c Claim) (string, error) {
-	previous, err := r.Claims.Claim(ctx, c)
+func (r *Reconciler) claim(ctx context.Context, c Claim) error {
+	err := r.Claims.Claim(ctx, c)
 	var claimed *ClaimedError
 	if !errors.As(err, &claimed) {
-		return previous, err
+		return err
 	}
 	owner := claimed.Owner
 	_, err = r.Sources.SourceApplications(ctx, event.Tenant{OrgID: owner.OrgID, AccountNumber: owner.AccountNumber}, owner.SourceID)
 	if errors.Is(err, sources.ErrNotFound) {
+		// Undo the owner's registration too, as its destroy would have:
+		// RHSM would otherwise keep the account blocked (409) for ever.
+		if owner.OrgID != "" {
+			if err := r.Registry.Remove(ctx, owner.OrgID, owner.SourceID); err != nil {
+				return err
+			}
+		}
 		if err := r.Claims.Release(ctx, owner.SourceID); err != nil {
-			return "", err
+			return err
 		}
 		return r.Claims.Claim(ctx, c)
 	}
 	if err != nil {
-		return "", sourcesFailure(err)
+		return sourcesFailure(err)
 	}
 	if owner.ARN == c.ARN {
-		return "", failure.Permanent(status.CG1001, "claims", fmt.Errorf("ARN already used by source %s", owner.SourceID))
+		return failure.Permanent(status.CG1001, "claims", fmt.Errorf("ARN already used by source %s", owner.SourceID))
 	}
-	return "", failure.Permanent(status.CG1002, "claims", fmt.Errorf("AWS account already used by source %s", owner.SourceID))
+	return failure.Permanent(status.CG1002, "claims", fmt.Errorf("AWS account already used by source %s", owner.SourceID))
 }
 
 // register registers the account; a 409 is success when RHSM shows this org
@@ -323,11 +335,11 @@ func (r *Reconciler) unavailable(ctx context.Context, m work.Message, appID stri
 // registered; otherwise it is another team's source and needs no call.
 func (r *Reconciler) removeIfRegistered(ctx context.Context, m work.Message) (Outcome, error) {
 	if !event.Type(m.Kind).IsDestroy() {
-		held, err := r.Claims.Held(ctx, m.SourceID)
+		held, err := r.Claims.Account(ctx, m.SourceID)
 		if err != nil {
 			return Outcome{}, err
 		}
-		if !held {
+		if held == "" {
 			return Outcome{State: StateNotOurs}, nil
 		}
 	}

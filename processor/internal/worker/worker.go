@@ -127,7 +127,13 @@ func (w *Worker) Stop(grace time.Duration) {
 	case <-timer.C:
 		w.log.Warn("shutdown grace spent: handing back work in progress")
 		w.cancelWork()
-		<-done
+		// Reconciles honour ctx; this bound only guards against one that
+		// does not, so shutdown still ends.
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			w.log.Error("work in progress did not stop; exiting anyway (it will be redelivered)")
+		}
 	}
 	w.cancelWork()
 }

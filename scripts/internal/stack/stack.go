@@ -40,6 +40,15 @@ type Config struct {
 	EventsTopic  string `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
 	StatusTopic  string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
 	Partitions   int    `env:"STACK_KAFKA_PARTITIONS" envDefault:"3"`
+	// BindHost is the interface of every port: loopback on a developer's
+	// machine, 0.0.0.0 in a container (docker-compose.yml).
+	BindHost string `env:"STACK_BIND_HOST" envDefault:"127.0.0.1"`
+	// ExternalKafka: do not start kfake; the Sources stand-in uses Brokers
+	// (whose topics must exist). For docker-compose's real Kafka.
+	ExternalKafka bool     `env:"STACK_EXTERNAL_KAFKA" envDefault:"false"`
+	Brokers       []string `env:"KAFKA_BROKERS" envSeparator:"," envDefault:"127.0.0.1:9092"`
+	// ExternalNATS: do not start the embedded NATS (the stand-ins never use it).
+	ExternalNATS bool `env:"STACK_EXTERNAL_NATS" envDefault:"false"`
 	// AvailabilityCheckURL is where the Sources stand-in sends checks: the
 	// processor's private port.
 	AvailabilityCheckURL string `env:"SOURCES_AVAILABILITY_CHECK_URL" envDefault:"http://127.0.0.1:10000/internal/api/cloudigrade/v1/availability_status"`
@@ -74,11 +83,21 @@ func Start(ctx context.Context, cfg Config, log *logrus.Logger) (s *Stack, err e
 		}
 		s.tempDir = dir
 	}
-	if err = s.startKafka(cfg, dir); err != nil {
+	if cfg.BindHost == "" {
+		cfg.BindHost = "127.0.0.1"
+	}
+	if cfg.ExternalKafka {
+		if len(cfg.Brokers) == 0 {
+			return nil, fmt.Errorf("STACK_EXTERNAL_KAFKA needs KAFKA_BROKERS")
+		}
+		s.KafkaAddr = cfg.Brokers[0]
+	} else if err = s.startKafka(cfg, dir); err != nil {
 		return nil, err
 	}
-	if err = s.startNATS(cfg, dir); err != nil {
-		return nil, err
+	if !cfg.ExternalNATS {
+		if err = s.startNATS(cfg, dir); err != nil {
+			return nil, err
+		}
 	}
 	if err = s.startStandIns(ctx, cfg, log); err != nil {
 		return nil, err
@@ -90,6 +109,9 @@ func (s *Stack) startKafka(cfg Config, dir string) error {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(cfg.KafkaPort),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.KafkaPort)))
+		}),
 		kfake.SeedTopics(int32(cfg.Partitions), cfg.EventsTopic, cfg.StatusTopic),
 	}
 	if cfg.KafkaPersist {
@@ -107,7 +129,7 @@ func (s *Stack) startKafka(cfg Config, dir string) error {
 func (s *Stack) startNATS(cfg Config, dir string) error {
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "cloudoreg-local",
-		Host:       "127.0.0.1",
+		Host:       cfg.BindHost,
 		Port:       portOrRandom(cfg.NATSPort),
 		JetStream:  true,
 		StoreDir:   filepath.Join(dir, "nats"),
@@ -136,17 +158,21 @@ func (s *Stack) startStandIns(ctx context.Context, cfg Config, log *logrus.Logge
 		return fmt.Errorf("STS trust table %s: %w", trustFile, err)
 	}
 	s.STS = sts.New(trust, log.WithField("standin", "sts"))
-	if s.STSURL, err = s.serve(cfg.STSPort, s.STS); err != nil {
+	if s.STSURL, err = s.serve(cfg.BindHost, cfg.STSPort, s.STS); err != nil {
 		return fmt.Errorf("sts stand-in: %w", err)
 	}
 	s.RHSM = rhsm.New(rhsm.Options{Logger: log.WithField("standin", "rhsm")})
-	base, err := s.serve(cfg.RHSMPort, s.RHSM)
+	base, err := s.serve(cfg.BindHost, cfg.RHSMPort, s.RHSM)
 	if err != nil {
 		return fmt.Errorf("rhsm stand-in: %w", err)
 	}
 	s.RHSMURL = base + rhsm.DefaultPrefix
+	brokers := []string{s.KafkaAddr}
+	if cfg.ExternalKafka {
+		brokers = cfg.Brokers
+	}
 	s.Sources, err = sources.New(sources.Config{
-		Brokers:              []string{s.KafkaAddr},
+		Brokers:              brokers,
 		EventsTopic:          cfg.EventsTopic,
 		StatusTopic:          cfg.StatusTopic,
 		PSK:                  cfg.PSK,
@@ -159,15 +185,15 @@ func (s *Stack) startStandIns(ctx context.Context, cfg Config, log *logrus.Logge
 	if err := s.Sources.Start(ctx); err != nil {
 		return fmt.Errorf("sources stand-in status consumer: %w", err)
 	}
-	if s.SourcesURL, err = s.serve(cfg.SourcesPort, s.Sources); err != nil {
+	if s.SourcesURL, err = s.serve(cfg.BindHost, cfg.SourcesPort, s.Sources); err != nil {
 		return fmt.Errorf("sources stand-in: %w", err)
 	}
 	return nil
 }
 
-// serve serves h on 127.0.0.1:port and returns its base URL.
-func (s *Stack) serve(port int, h http.Handler) (string, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+// serve serves h on host:port and returns its base URL.
+func (s *Stack) serve(host string, port int, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return "", err
 	}

@@ -285,20 +285,21 @@ func (s *Server) bulkCreate(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	}
 
 	evs := []outEvent{{evSourceCreate, src.event()}}
-	resp := map[string]any{
-		"sources": []map[string]any{sourceJSON(src)}, "applications": []map[string]any{},
-		"endpoints": []map[string]any{}, "authentications": []map[string]any{},
-	}
+	appsJSON, authsJSON := []map[string]any{}, []map[string]any{}
 	for _, a := range apps {
 		evs = append(evs, outEvent{evAppCreate, a.event()})
-		resp["applications"] = append(resp["applications"].([]map[string]any), applicationJSON(a))
+		appsJSON = append(appsJSON, applicationJSON(a))
 	}
 	for _, l := range links {
 		evs = append(evs, outEvent{evAppAuthCreate, l.event()})
 	}
 	for _, a := range auths {
 		evs = append(evs, outEvent{evAuthCreate, a.event()})
-		resp["authentications"] = append(resp["authentications"].([]map[string]any), authenticationJSON(a))
+		authsJSON = append(authsJSON, authenticationJSON(a))
+	}
+	resp := map[string]any{
+		"sources": []map[string]any{sourceJSON(src)}, "applications": appsJSON,
+		"endpoints": []map[string]any{}, "authentications": authsJSON,
 	}
 	s.log.WithFields(map[string]any{
 		"org_id": rc.fwd.orgID, "source_id": src.ID, "applications": len(apps), "authentications": len(auths),

@@ -167,15 +167,6 @@ func (st *state) findTenant(orgID, account string) (*tenant, bool) {
 	return nil, false
 }
 
-func (st *state) tenantByID(id int64) *tenant {
-	for _, t := range st.tenants {
-		if t.id == id {
-			return t
-		}
-	}
-	return &tenant{}
-}
-
 // Lookups scoped to a tenant: another tenant's resource is "not found".
 
 func (st *state) source(tid, id int64) (*Source, bool) {

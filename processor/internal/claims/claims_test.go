@@ -1,0 +1,126 @@
+package claims
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+)
+
+func open(t *testing.T) *Store {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	s, err := Open(context.Background(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func claim(source, account, arn string) reconcile.Claim {
+	return reconcile.Claim{SourceID: source, AccountID: account, ARN: arn, OrgID: "o" + source}
+}
+
+func account(t *testing.T, s *Store, source string) string {
+	t.Helper()
+	a, err := s.Account(context.Background(), source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestClaimMoveRelease(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	if err := s.Claim(ctx, claim("1", "111111111111", "arn:a")); err != nil {
+		t.Fatal(err)
+	}
+	// Claiming again is idempotent.
+	if err := s.Claim(ctx, claim("1", "111111111111", "arn:a")); err != nil {
+		t.Fatalf("reclaim: %v", err)
+	}
+	var claimed *reconcile.ClaimedError
+	err := s.Claim(ctx, claim("2", "111111111111", "arn:b"))
+	if !errors.As(err, &claimed) || claimed.Owner.SourceID != "1" || claimed.Owner.ARN != "arn:a" || claimed.Owner.OrgID != "o1" {
+		t.Fatalf("another source claiming the account: %v", err)
+	}
+	// Moving source 1 to another account frees the first one.
+	if err := s.Claim(ctx, claim("1", "222222222222", "arn:c")); err != nil {
+		t.Fatal(err)
+	}
+	if a := account(t, s, "1"); a != "222222222222" {
+		t.Fatalf("source 1 owns %q", a)
+	}
+	if err := s.Claim(ctx, claim("2", "111111111111", "arn:b")); err != nil {
+		t.Fatalf("the freed account: %v", err)
+	}
+	// Release drops only what the source owns.
+	if err := s.Release(ctx, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if a := account(t, s, "1"); a != "" {
+		t.Fatalf("released source 1 still owns %q", a)
+	}
+	if a := account(t, s, "2"); a != "111111111111" {
+		t.Fatalf("source 2 lost its account: %q", a)
+	}
+	if err := s.Release(ctx, "1"); err != nil {
+		t.Fatalf("releasing twice: %v", err)
+	}
+	if err := s.Claim(ctx, claim("3", "222222222222", "arn:d")); err != nil {
+		t.Fatalf("account of a released source: %v", err)
+	}
+}
+
+// TestRaceHasOneWinner: many processors claiming one account at once
+// (sources on different partitions) end with exactly one owner.
+func TestRaceHasOneWinner(t *testing.T) {
+	s := open(t)
+	const racers = 12
+	var wg sync.WaitGroup
+	errs := make([]error, racers)
+	for i := 0; i < racers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = s.Claim(context.Background(), claim(strconv.Itoa(i+1), "333333333333", "arn:x"))
+		}(i)
+	}
+	wg.Wait()
+	winners := 0
+	for i, err := range errs {
+		var claimed *reconcile.ClaimedError
+		switch {
+		case err == nil:
+			winners++
+		case !errors.As(err, &claimed):
+			t.Errorf("racer %d: %v", i, err)
+		}
+	}
+	if winners != 1 {
+		t.Fatalf("%d winners, want 1", winners)
+	}
+}

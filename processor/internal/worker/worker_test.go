@@ -1,0 +1,288 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
+	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
+	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+	"github.com/cloudoreg/cloudoreg/shared/backoff"
+	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/status"
+	"github.com/cloudoreg/cloudoreg/shared/work"
+)
+
+const waitLimit = 90 * time.Second
+
+// recorder stands in for the business logic: it records, per source, the
+// order of work and whether two reconciles of a source ever overlapped.
+type recorder struct {
+	mu        sync.Mutex
+	active    map[string]int
+	order     map[string][]int
+	finished  []string // sources in the order their reconciles succeeded
+	overlaps  []string
+	done      int
+	doneCh    chan struct{}
+	want      int
+	hold      time.Duration
+	transient map[string]int // source -> transient failures left
+	block     chan struct{}  // when set, the first reconcile blocks until closed
+	blocked   chan struct{}
+}
+
+func newRecorder(want int, hold time.Duration) *recorder {
+	return &recorder{active: map[string]int{}, order: map[string][]int{}, doneCh: make(chan struct{}), want: want, hold: hold, transient: map[string]int{}}
+}
+
+func (r *recorder) Reconcile(ctx context.Context, m work.Message) (reconcile.Outcome, error) {
+	r.mu.Lock()
+	r.active[m.SourceID]++
+	if r.active[m.SourceID] > 1 {
+		r.overlaps = append(r.overlaps, m.SourceID)
+	}
+	block := r.block
+	r.block = nil
+	r.mu.Unlock()
+	if block != nil {
+		close(r.blocked)
+		<-block
+	}
+	if r.hold > 0 {
+		time.Sleep(r.hold) // simulated work: widens any overlap window
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.active[m.SourceID]--
+	if r.transient[m.SourceID] > 0 {
+		r.transient[m.SourceID]--
+		return reconcile.Outcome{}, failure.Transient("sts", fmt.Errorf("throttled"))
+	}
+	n, _ := strconv.Atoi(m.ApplicationID) // the sequence number of the test event
+	r.order[m.SourceID] = append(r.order[m.SourceID], n)
+	r.finished = append(r.finished, m.SourceID)
+	r.done++
+	if r.done == r.want {
+		close(r.doneCh)
+	}
+	return reconcile.Outcome{State: reconcile.StateAvailable}, nil
+}
+
+type nopReporter struct {
+	mu   sync.Mutex
+	sent []status.Message
+}
+
+func (n *nopReporter) Report(_ context.Context, _ work.Message, msg status.Message) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sent = append(n.sent, msg)
+	return nil
+}
+
+type testEnv struct {
+	t  *testing.T
+	ns *server.Server
+}
+
+func newTestEnv(t *testing.T, partitions int) *testEnv {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	e := &testEnv{t: t, ns: ns}
+	js := e.connect()
+	if err := work.EnsureStreams(context.Background(), js, work.StreamSettings{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *testEnv) connect() jetstream.JetStream {
+	nc, js := e.conn()
+	e.t.Cleanup(nc.Close)
+	return js
+}
+
+func (e *testEnv) conn() (*nats.Conn, jetstream.JetStream) {
+	nc, err := nats.Connect(e.ns.ClientURL())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	return nc, js
+}
+
+func testConfig() Config {
+	return Config{
+		Partitions: 4, AckWait: 2 * time.Second, MaxDeliver: 5,
+		InPlace: 2 * time.Second, Backoff: backoff.Policy{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		Budget: time.Minute, ParkBackoff: backoff.Policy{Base: 50 * time.Millisecond, Max: 100 * time.Millisecond},
+		SweepEvery: 20 * time.Millisecond,
+	}
+}
+
+// startWorker starts a worker on its own connection, as a processor replica.
+func (e *testEnv) startWorker(cfg Config, r Reconciler, rep reconcile.Reporter) (*Worker, *nats.Conn) {
+	e.t.Helper()
+	nc, js := e.conn()
+	ctx := context.Background()
+	out, err := outcomes.Open(ctx, js, 1, time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	parked, err := OpenParked(ctx, js, 1)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w := New(cfg, js, r, rep, out, parked, metrics.New(), logrus.NewEntry(log))
+	if err := w.Start(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := w.WatchMaxDeliveries(nc); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { w.Stop(time.Second); nc.Close() })
+	return w, nc
+}
+
+func (e *testEnv) publish(js jetstream.JetStream, m work.Message) {
+	e.t.Helper()
+	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func msg(source string, seq int) work.Message {
+	return work.Message{Kind: string(event.AuthUpdate), SourceID: source, ApplicationID: strconv.Itoa(seq), Tenant: event.Tenant{OrgID: "o1"}, Origin: "test/" + strconv.Itoa(seq)}
+}
+
+func await(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitLimit):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// TestThreeReplicasKeepSourceOrderWithoutOverlap: three workers pull from
+// every partition; many sources with several events each are processed with
+// no two events of a source at once and in publish order.
+func TestThreeReplicasKeepSourceOrderWithoutOverlap(t *testing.T) {
+	e := newTestEnv(t, 4)
+	const sources, perSource = 20, 10
+	rec := newRecorder(sources*perSource, 2*time.Millisecond)
+	for i := 0; i < 3; i++ {
+		e.startWorker(testConfig(), rec, &nopReporter{})
+	}
+	js := e.connect()
+	r := rand.New(rand.NewPCG(3, 5))
+	next := make([]int, sources)
+	for n := 0; n < sources*perSource; {
+		s := r.IntN(sources)
+		if next[s] == perSource {
+			continue
+		}
+		next[s]++
+		e.publish(js, msg(strconv.Itoa(100+s), n))
+		n++
+	}
+	await(t, rec.doneCh, "all work")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.overlaps) > 0 {
+		t.Errorf("sources processed twice at once: %v", rec.overlaps)
+	}
+	for s, seqs := range rec.order {
+		if len(seqs) != perSource {
+			t.Errorf("source %s: %d events processed, want %d", s, len(seqs), perSource)
+		}
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] <= seqs[i-1] {
+				t.Errorf("source %s processed out of order: %v", s, seqs)
+				break
+			}
+		}
+	}
+}
+
+// TestDeadProcessorsWorkIsTakenOver: a replica that stops answering while
+// holding a message (its connection dies mid-reconcile) loses it after
+// AckWait, and another replica finishes it.
+func TestDeadProcessorsWorkIsTakenOver(t *testing.T) {
+	e := newTestEnv(t, 4)
+	dying := newRecorder(1, 0)
+	release := make(chan struct{})
+	dying.block, dying.blocked = release, make(chan struct{})
+	defer close(release) // lets the dead replica's goroutine end with the test
+	_, dyingConn := e.startWorker(testConfig(), dying, &nopReporter{})
+	js := e.connect()
+	e.publish(js, msg("7", 1))
+	await(t, dying.blocked, "the first replica to take the message")
+	dyingConn.Close() // the replica is gone: no ack, no heartbeat
+	healthy := newRecorder(1, 0)
+	e.startWorker(testConfig(), healthy, &nopReporter{})
+	await(t, healthy.doneCh, "the second replica to finish the message")
+	healthy.mu.Lock()
+	defer healthy.mu.Unlock()
+	if got := healthy.order["7"]; len(got) != 1 || got[0] != 1 {
+		t.Errorf("the second replica processed %v, want the held message", got)
+	}
+}
+
+// TestParkedSourceDoesNotDelayOthers: a source whose reconcile keeps failing
+// transiently holds its partition for the in-place window only, then is
+// parked; a later source of the same partition is processed meanwhile, and
+// the parked one is retried and succeeds.
+func TestParkedSourceDoesNotDelayOthers(t *testing.T) {
+	e := newTestEnv(t, 1) // one partition: both sources share it
+	cfg := testConfig()
+	cfg.Partitions, cfg.InPlace = 1, 300*time.Millisecond
+	rec := newRecorder(2, 0)
+	rec.transient["1"] = 40 // more than the in-place window can retry
+	w, _ := e.startWorker(cfg, rec, &nopReporter{})
+	js := e.connect()
+	e.publish(js, msg("1", 1))
+	e.publish(js, msg("2", 2))
+	await(t, rec.doneCh, "both sources")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	// Source 2 waited only for source 1's in-place window: it finished
+	// while source 1 was still parked, not after source 1 recovered.
+	if len(rec.finished) != 2 || rec.finished[0] != "2" || rec.finished[1] != "1" {
+		t.Errorf("completion order %v, want source 2 before the parked source 1", rec.finished)
+	}
+	if parked := testutilValue(w.metrics.Parked); parked < 1 {
+		t.Errorf("source 1 was never parked (parked_total %v)", parked)
+	}
+}
+
+func testutilValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
+}
