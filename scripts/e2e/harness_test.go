@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,7 +53,9 @@ const (
 )
 
 type options struct {
-	processors int
+	processors int  // how many processors start with the harness (default 1)
+	noWorkers  bool // start none: the test starts them later (startProcessor)
+	noListener bool // do not start the listener: the test starts it later
 	listener   func(*lapp.Config)
 	processor  func(*papp.Config)
 }
@@ -66,6 +69,9 @@ type harness struct {
 	listener   *lapp.Listener
 	processors []*papp.Processor
 	stops      []func()
+
+	privatePorts  []int
+	tuneProcessor func(*papp.Config)
 }
 
 // start runs the stack, the processors and the listener; everything stops
@@ -87,6 +93,7 @@ func start(t *testing.T, o options) *harness {
 		}
 	})
 	privatePorts := freePorts(t, o.processors)
+	h.privatePorts = privatePorts
 	slog := logrus.New()
 	slog.SetOutput(h.logs)
 	st, err := stack.Start(ctx, stack.Config{
@@ -105,10 +112,15 @@ func start(t *testing.T, o options) *harness {
 	}
 	h.stops = append(h.stops, nc.Close)
 	h.js, _ = jetstream.New(nc)
-	for i := 0; i < o.processors; i++ {
-		h.startProcessor(i, privatePorts[i], o.processor)
+	h.tuneProcessor = o.processor
+	if !o.noWorkers {
+		for i := 0; i < o.processors; i++ {
+			h.startProcessor(i, privatePorts[i], o.processor)
+		}
 	}
-	h.startListener(o.listener)
+	if !o.noListener {
+		h.startListener(o.listener)
+	}
 	return h
 }
 
@@ -256,7 +268,7 @@ func (h *harness) rest(method, path, org string, body any, want int, out any) {
 	}
 	req, _ := http.NewRequest(method, h.stack.SourcesURL+path, rd)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(event.HeaderOrgID, org)
+	setTenant(req.Header, org)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
@@ -412,3 +424,61 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// setTenant sets the tenant headers; "acct:N" names an account-only tenant.
+func setTenant(h http.Header, tenant string) {
+	if acct, ok := strings.CutPrefix(tenant, "acct:"); ok {
+		h.Set(event.HeaderAccount, acct)
+		return
+	}
+	h.Set(event.HeaderOrgID, tenant)
+}
+
+// produceEvent writes a Sources-shaped event for org to the event stream.
+func (h *harness) produceEvent(org, eventType, payload string) {
+	h.t.Helper()
+	h.produce(org, map[string]string{"event_type": eventType, event.HeaderOrgID: org, "encoding": "json"}, []byte(payload))
+}
+
+// statuses lists the status values Sources received for an application.
+func (h *harness) statuses(appID string) []string {
+	var out []string
+	for _, r := range h.stack.Sources.StatusLog() {
+		var v struct {
+			ResourceID string `json:"resource_id"`
+			Status     string `json:"status"`
+			Error      string `json:"error"`
+		}
+		if json.Unmarshal(r.Value, &v) == nil && v.ResourceID == appID {
+			out = append(out, v.Status+" "+v.Error)
+		}
+	}
+	return out
+}
+
+// deadLetters returns the headers of every dead letter.
+func (h *harness) deadLetters() []nats.Header {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.ctx, waitLimit)
+	defer cancel()
+	s, err := h.js.Stream(ctx, "CLOUDOREG_DLQ")
+	if err != nil {
+		h.t.Fatalf("dead-letter stream: %v", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []nats.Header
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			h.t.Fatalf("dead letter %d: %v", seq, err)
+		}
+		out = append(out, m.Header)
+	}
+	return out
+}
+
+// sourcesApp is an application as the Sources stand-in stores it.
+type sourcesApp = sources.Application

@@ -211,9 +211,21 @@ func (w *Worker) finished(ctx context.Context, log *logrus.Entry, msg jetstream.
 	}
 }
 
-// giveUp reports CG3000 when the retry budget is spent and dead-letters the
-// message so an operator can replay it.
+// giveUp dead-letters the message so an operator can replay it, then
+// reports CG3000 (in that order: when the customer sees the error, the
+// dead letter already exists).
 func (w *Worker) giveUp(ctx context.Context, log *logrus.Entry, msg jetstream.Msg, m work.Message, cause error, attempts int) {
+	total := m.Attempt + attempts
+	var seq, deliveries uint64
+	if meta, err := msg.Metadata(); err == nil {
+		seq, deliveries = meta.Sequence.Stream, meta.NumDelivered
+	}
+	detail := fmt.Errorf("retry budget spent after %d attempts: %w", total, cause)
+	if err := w.copyToDLQ(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq, deliveries, "budget_spent", detail); err != nil {
+		log.WithError(err).Error("retry budget spent but dead-lettering failed; handing the message back")
+		_ = msg.NakWithDelay(w.cfg.Backoff.Max)
+		return
+	}
 	reported := "no application id to report on"
 	if m.ApplicationID != "" {
 		if err := w.reporter.Report(ctx, m, status.UnavailableMessage(m.ApplicationID, status.CG3000)); err != nil {
@@ -223,10 +235,12 @@ func (w *Worker) giveUp(ctx context.Context, log *logrus.Entry, msg jetstream.Ms
 		}
 	}
 	w.clearParked(ctx, m.SourceID)
-	w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: m.ApplicationID, Attempts: m.Attempt + attempts})
+	w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: m.ApplicationID, Attempts: total})
 	w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(reconcile.StateUnavailable), string(status.CG3000)).Inc()
-	log.WithError(cause).WithField("attempts", m.Attempt+attempts).Error("retry budget spent: " + reported)
-	w.deadLetter(ctx, msg, "budget_spent", fmt.Errorf("retry budget spent after %d attempts (%s): %w", m.Attempt+attempts, reported, cause))
+	log.WithError(cause).WithField("attempts", total).Error("retry budget spent, message dead-lettered: " + reported)
+	if err := msg.Term(); err != nil {
+		log.WithError(err).Warn("terminating a dead-lettered message failed")
+	}
 }
 
 func (w *Worker) record(ctx context.Context, m work.Message, r outcomes.Record) {
