@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
@@ -44,6 +43,9 @@ type Config struct {
 	InstanceID    string        `env:"KAFKA_GROUP_INSTANCE_ID" envDefault:"cloudoreg-listener"`
 	InitialOffset string        `env:"KAFKA_INITIAL_OFFSET" envDefault:"oldest"`
 	CommitEvery   time.Duration `env:"KAFKA_COMMIT_INTERVAL" envDefault:"1s"`
+	// LagInterval is how often the consumer lag is measured at the brokers
+	// (cloudoreg_listener_consumer_lag); 0 turns the measurement off.
+	LagInterval time.Duration `env:"KAFKA_LAG_INTERVAL" envDefault:"10s"`
 
 	// BindHost is the interface the HTTP ports listen on: loopback for the
 	// local stack, 0.0.0.0 in a pod (the deployment template sets it).
@@ -116,7 +118,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	defer l.shutdownOps()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go stopOnFailure(ctx, cancel, l.log, l.ops.Failed())
+	ops.StopOnFailure(ctx, cancel, l.log, l.ops)
 	l.log.WithFields(logrus.Fields(config.Summary(l.cfg))).Info("listener starting")
 
 	nc, err := natsconn.Connect(l.cfg.NATS, "cloudoreg-listener", l.log)
@@ -124,7 +126,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	go l.watchNATS(ctx, nc)
+	go natsconn.Watch(ctx, nc, func(ok bool) { l.ready.Set("nats", ok, "not connected to NATS") })
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(l.cfg.MaxInFlight*4),
 		jetstream.WithPublishAsyncTimeout(l.cfg.PublishTimeout))
@@ -140,6 +142,9 @@ func (l *Listener) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Not waited for on return: a measurement may hang on an unreachable
+	// broker, and the process exits anyway.
+	go l.watchLag(ctx)
 	handler := &forward.Handler{
 		JS:           js,
 		Resolver:     &resolve.Resolver{Index: index, Apps: l.sourcesClient()},
@@ -237,33 +242,8 @@ func (l *Listener) consume(ctx context.Context, group sarama.ConsumerGroup, h *f
 	}
 }
 
-// watchNATS keeps the nats readiness check current.
-func (l *Listener) watchNATS(ctx context.Context, nc *nats.Conn) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		l.ready.Set("nats", nc.IsConnected(), "not connected to NATS")
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 func (l *Listener) shutdownOps() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = l.ops.Shutdown(ctx)
-}
-
-// stopOnFailure shuts the program down in order when its HTTP server dies:
-// without probes OpenShift would restart it anyway, less gently.
-func stopOnFailure(ctx context.Context, cancel context.CancelFunc, log *logrus.Entry, failed <-chan error) {
-	select {
-	case err := <-failed:
-		log.WithError(err).Error("stopping")
-		cancel()
-	case <-ctx.Done():
-	}
 }

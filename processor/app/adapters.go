@@ -12,7 +12,10 @@ import (
 	"github.com/cloudoreg/cloudoreg/processor/internal/rhsm"
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/ops"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
+	"github.com/cloudoreg/cloudoreg/shared/status"
+	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
 // observe records the latency and failure kind of one external call.
@@ -79,6 +82,33 @@ func (v instrumentedVerifier) Verify(ctx context.Context, role awsverify.RoleARN
 	start := time.Now()
 	err := v.v.Verify(ctx, role, externalID)
 	observe(v.m, "sts", "verify", start, err)
+	return err
+}
+
+// readyKafka is the readiness check of the status producer.
+const readyKafka = "kafka"
+
+// instrumentedReporter measures every status message sent to Kafka and
+// keeps the kafka readiness check honest: sarama's SyncProducer has no
+// health API, so the check holds the outcome of the last send. A failed
+// send makes the processor not ready (naming the error) until a status
+// message is delivered again; the failed one is retried like any transient
+// failure, so the next delivery comes with the next retry.
+type instrumentedReporter struct {
+	r     reconcile.Reporter
+	m     *metrics.Metrics
+	ready *ops.Readiness
+}
+
+func (i instrumentedReporter) Report(ctx context.Context, m work.Message, msg status.Message) error {
+	start := time.Now()
+	err := i.r.Report(ctx, m, msg)
+	observe(i.m, "kafka", "status", start, err)
+	if err != nil {
+		i.ready.Set(readyKafka, false, "the last status message could not be delivered: "+err.Error())
+	} else {
+		i.ready.Set(readyKafka, true, "")
+	}
 	return err
 }
 

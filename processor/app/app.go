@@ -47,7 +47,7 @@ func New(cfg Config, log *logrus.Entry) (*Processor, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Processor{cfg: cfg, log: log, metrics: metrics.New(), ready: ops.NewReadiness("nats", "kafka", "consumers")}
+	p := &Processor{cfg: cfg, log: log, metrics: metrics.New(), ready: ops.NewReadiness("nats", readyKafka, "consumers")}
 	srv, err := ops.Listen(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.MetricsPort)), cfg.MetricsPath, p.metrics.Registry, p.ready)
 	if err != nil {
 		return nil, fmt.Errorf("metrics port: %w", err)
@@ -83,7 +83,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer p.shutdownServers()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go stopOnFailure(ctx, cancel, p.log, p.ops.Failed(), p.private.Failed())
+	ops.StopOnFailure(ctx, cancel, p.log, p.ops, p.private)
 	p.log.WithFields(logrus.Fields(config.Summary(p.cfg))).Info("processor starting")
 
 	nc, err := natsconn.Connect(p.cfg.NATS, "cloudoreg-processor", p.log)
@@ -91,7 +91,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	go p.watchNATS(ctx, nc)
+	go natsconn.Watch(ctx, nc, func(ok bool) { p.ready.Set("nats", ok, "not connected to NATS") })
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -102,12 +102,15 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	p.js = js
 
-	reporter, err := p.reporter()
+	producer, err := p.reporter()
 	if err != nil {
 		return err
 	}
-	defer reporter.Close()
-	p.ready.Set("kafka", true, "")
+	defer producer.Close()
+	// Creating the producer reached the brokers; from now on the outcome of
+	// each status message keeps the check current.
+	p.ready.Set(readyKafka, true, "")
+	reporter := instrumentedReporter{r: producer, m: p.metrics, ready: p.ready}
 
 	rec, err := p.reconciler(ctx, stores.claims, reporter)
 	if err != nil {
@@ -219,38 +222,9 @@ func (p *Processor) workerConfig() worker.Config {
 	}
 }
 
-func (p *Processor) watchNATS(ctx context.Context, nc *nats.Conn) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		p.ready.Set("nats", nc.IsConnected(), "not connected to NATS")
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 func (p *Processor) shutdownServers() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = p.private.Shutdown(ctx)
 	_ = p.ops.Shutdown(ctx)
-}
-
-// stopOnFailure shuts the program down in order when one of its HTTP
-// servers dies: without probes OpenShift would restart it anyway, less
-// gently, and without the private port Sources' checks would be lost.
-func stopOnFailure(ctx context.Context, cancel context.CancelFunc, log *logrus.Entry, failed ...<-chan error) {
-	for _, ch := range failed {
-		go func(ch <-chan error) {
-			select {
-			case err := <-ch:
-				log.WithError(err).Error("stopping")
-				cancel()
-			case <-ctx.Done():
-			}
-		}(ch)
-	}
 }

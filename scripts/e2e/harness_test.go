@@ -31,6 +31,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/logging"
+	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
 // waitLimit bounds every wait: generous for a loaded 2-core CI machine under
@@ -97,7 +98,7 @@ func start(t *testing.T, o options) *harness {
 	slog := logrus.New()
 	slog.SetOutput(h.logs)
 	st, err := stack.Start(ctx, stack.Config{
-		Partitions: 3, PSK: "e2e-psk",
+		Partitions: 3, PSK: "e2e-psk", StandIns: true,
 		EventsTopic: "platform.sources.event-stream", StatusTopic: "platform.sources.status",
 		AvailabilityCheckURL: fmt.Sprintf("http://127.0.0.1:%d/internal/api/cloudigrade/v1/availability_status", privatePorts[0]),
 	}, slog)
@@ -113,9 +114,15 @@ func start(t *testing.T, o options) *harness {
 	h.stops = append(h.stops, nc.Close)
 	h.js, _ = jetstream.New(nc)
 	h.tuneProcessor = o.processor
-	if !o.noWorkers {
+	if o.noWorkers {
+		// Processors ran before and declared the stream; now none runs.
+		c := h.processorConfig(0)
+		if err := work.EnsureStreams(ctx, h.js, c.Work); err != nil {
+			t.Fatalf("declaring the work stream: %v", err)
+		}
+	} else {
 		for i := 0; i < o.processors; i++ {
-			h.startProcessor(i, privatePorts[i], o.processor)
+			h.startProcessor(i, privatePorts[i])
 		}
 	}
 	if !o.noListener {
@@ -132,7 +139,8 @@ func (h *harness) log(program string) *logrus.Entry {
 	return l
 }
 
-func (h *harness) startProcessor(i, privatePort int, tune func(*papp.Config)) {
+// processorConfig is the processors' configuration for this harness.
+func (h *harness) processorConfig(privatePort int) papp.Config {
 	h.t.Helper()
 	c, err := papp.LoadConfig()
 	if err != nil {
@@ -148,9 +156,15 @@ func (h *harness) startProcessor(i, privatePort int, tune func(*papp.Config)) {
 	c.RetryInPlace, c.RetryBase, c.RetryMax = 2*time.Second, 50*time.Millisecond, 400*time.Millisecond
 	c.RetryBudget, c.ParkBase, c.ParkMax, c.SweepEvery = 15*time.Second, 200*time.Millisecond, time.Second, 100*time.Millisecond
 	c.ShutdownGrace = 5 * time.Second
-	if tune != nil {
-		tune(&c)
+	if h.tuneProcessor != nil {
+		h.tuneProcessor(&c)
 	}
+	return c
+}
+
+func (h *harness) startProcessor(i, privatePort int) {
+	h.t.Helper()
+	c := h.processorConfig(privatePort)
 	p, err := papp.New(c, h.log("processor-"+strconv.Itoa(i+1)))
 	if err != nil {
 		h.t.Fatalf("processor: %v", err)
@@ -482,3 +496,5 @@ func (h *harness) deadLetters() []nats.Header {
 
 // sourcesApp is an application as the Sources stand-in stores it.
 type sourcesApp = sources.Application
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

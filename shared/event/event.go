@@ -165,5 +165,13 @@ var idPattern = regexp.MustCompile(`^[0-9]{1,19}$`)
 // an id is also a safe NATS subject token and KV key, which is why anything
 // else is refused rather than escaped.
 func ValidID(s string) bool {
-	return idPattern.MatchString(s) && s != "0" && s[0] != '0'
+	if !idPattern.MatchString(s) || s == "0" || s[0] == '0' {
+		return false
+	}
+	// Sources' ids are bigints. A 19-digit value above 2^63-1 is no id:
+	// Sources answers 400 for it, so the processor could only dead-letter
+	// it (found by the chaos harness's poison corpus). Skip it here, as
+	// poison, like any other bad id.
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
 }

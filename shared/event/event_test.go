@@ -234,6 +234,8 @@ func TestDecodeIDs(t *testing.T) {
 		{"integral float", `21.0`, ErrBadID},
 		{"exponent", `2e1`, ErrBadID},
 		{"float string", `"21.5"`, ErrBadID},
+		{"beyond int64", `9223372036854775808`, ErrBadID},
+		{"beyond int64 string", `"9999999999999999999"`, ErrBadID},
 		{"20 digits fits uint64", `12345678901234567890`, ErrBadID},
 		{"20 digits string", `"12345678901234567890"`, ErrBadID},
 		{"huge", `123456789012345678901234567890`, ErrBadID},
@@ -434,13 +436,14 @@ func TestDecodeErrorsNeverContainInput(t *testing.T) {
 }
 
 func TestValidID(t *testing.T) {
-	for _, s := range []string{"1", "9", "10", "21", "1234567", "9223372036854775807", "9999999999999999999"} {
+	for _, s := range []string{"1", "9", "10", "21", "1234567", "9223372036854775807"} {
 		if !ValidID(s) {
 			t.Errorf("ValidID(%q) = false", s)
 		}
 	}
 	for _, s := range []string{"", "0", "00", "01", "-1", "+1", "1.5", "1.>", "*", ">", " 1", "1 ", "1\n", "\n1",
-		"a", "1a", "１", "10000000000000000000", "12345678901234567890", "1\x00", "0x1"} {
+		"a", "1a", "１", "10000000000000000000", "12345678901234567890", "1\x00", "0x1",
+		"9223372036854775808", "9999999999999999999"} { // beyond Sources' bigint ids
 		if ValidID(s) {
 			t.Errorf("ValidID(%q) = true", s)
 		}

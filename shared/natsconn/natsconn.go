@@ -4,6 +4,7 @@
 package natsconn
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -68,4 +69,19 @@ func Connect(c config.NATS, name string, log *logrus.Entry) (*nats.Conn, error) 
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
 	return nc, nil
+}
+
+// Watch reports the connection state to report every second until ctx ends
+// (readiness follows it: a program without NATS cannot make progress).
+func Watch(ctx context.Context, nc *nats.Conn, report func(connected bool)) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		report(nc.IsConnected())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

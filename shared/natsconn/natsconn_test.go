@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,11 +214,21 @@ func TestTLSWithCAFile(t *testing.T) {
 func TestKeepsTryingAfterAuthErrors(t *testing.T) {
 	opts := &server.Options{Username: "cloudoreg", Password: "old"}
 	s, url := start(t, opts)
+	refusals := &refusalCounter{}
+	s.SetLoggerV2(refusals, false, false, false)
 	nc, err := use(t, config.NATS{URL: url, User: "cloudoreg", Password: "new"})
 	if err == nil {
 		t.Fatal("connected with the wrong password")
 	}
-	time.Sleep(1500 * time.Millisecond) // several attempts at 500ms
+	// nats.go gives up after the same auth error twice unless told not to:
+	// wait until the server has refused the client more often than that.
+	deadline := time.Now().Add(20 * time.Second)
+	for refusals.count() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server refused the client only %d times", refusals.count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if st := nc.Status(); st == nats.CLOSED {
 		t.Fatal("the connection gave up after repeated auth errors")
 	}
@@ -227,7 +238,7 @@ func TestKeepsTryingAfterAuthErrors(t *testing.T) {
 	if err := s.ReloadOptions(fixed); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for !nc.IsConnected() {
 		if time.Now().After(deadline) {
 			t.Fatalf("not connected after the server accepted the password: %v (%v)", nc.Status(), nc.LastError())
@@ -289,3 +300,28 @@ func newPKI(t *testing.T, name string) pki {
 		server: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
 	}
 }
+
+// refusalCounter is a nats-server logger that counts refused logins.
+type refusalCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (r *refusalCounter) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+func (r *refusalCounter) Errorf(format string, v ...any) {
+	if strings.Contains(fmt.Sprintf(format, v...), server.ErrAuthentication.Error()) {
+		r.mu.Lock()
+		r.n++
+		r.mu.Unlock()
+	}
+}
+func (r *refusalCounter) Noticef(string, ...any) {}
+func (r *refusalCounter) Warnf(string, ...any)   {}
+func (r *refusalCounter) Fatalf(string, ...any)  {}
+func (r *refusalCounter) Debugf(string, ...any)  {}
+func (r *refusalCounter) Tracef(string, ...any)  {}

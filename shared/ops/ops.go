@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
 )
 
 // Readiness collects named conditions; the program is ready when all hold.
@@ -113,3 +114,19 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Shutdown stops serving, waiting for requests in progress up to ctx.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// StopOnFailure cancels the program when one of its HTTP servers dies, so
+// it shuts down in order: without its probes OpenShift would restart it
+// anyway, less gently.
+func StopOnFailure(ctx context.Context, cancel context.CancelFunc, log *logrus.Entry, servers ...*Server) {
+	for _, s := range servers {
+		go func(s *Server) {
+			select {
+			case err := <-s.Failed():
+				log.WithError(err).Error("stopping")
+				cancel()
+			case <-ctx.Done():
+			}
+		}(s)
+	}
+}

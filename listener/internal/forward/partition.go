@@ -134,7 +134,6 @@ func (p *partition) run(ctx context.Context) error {
 // take handles one Kafka message. It returns an error only when the session
 // ended while it was waiting.
 func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
-	p.h.Metrics.Lag.WithLabelValues(p.label).Set(float64(p.claim.HighWaterMarkOffset() - m.Offset - 1))
 	p.tracker.Add(m.Offset)
 	headers := route.FromPairs(len(m.Headers), func(i int) ([]byte, []byte) {
 		if m.Headers[i] == nil {

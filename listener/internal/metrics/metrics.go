@@ -51,11 +51,11 @@ func New() *Metrics {
 		}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudoreg_listener_retries_total",
-			Help: "Transient failures retried, by target (nats, sources, index).",
+			Help: "Transient failures retried, by target (nats: publishing to JetStream, resolve: finding the source id in the routing index or Sources).",
 		}, []string{"target"}),
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cloudoreg_listener_consumer_lag",
-			Help: "Messages between the partition's high-water mark and the listener's position.",
+			Help: "Messages of the partition not yet forwarded and committed: log-end offset minus the group's committed offset, measured at the brokers every KAFKA_LAG_INTERVAL.",
 		}, []string{"partition"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cloudoreg_listener_inflight_publishes",
@@ -76,6 +76,10 @@ func New() *Metrics {
 	}
 	for _, c := range []prometheus.Collector{m.Events, m.Resolved, m.Published, m.Duplicates, m.PublishSeconds, m.Retries, m.Lag, m.InFlight, m.Commits, m.Rebalances, m.LastMarked} {
 		f(c)
+	}
+	// Series an alert watches exist from the start at 0.
+	for _, target := range []string{"nats", "resolve"} {
+		m.Retries.WithLabelValues(target)
 	}
 	return m
 }

@@ -42,7 +42,7 @@ func New() *Metrics {
 		}, []string{"target", "operation"}),
 		CallErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudoreg_processor_external_call_errors_total",
-			Help: "Failed calls to external services, by target, operation and kind (transient, permanent).",
+			Help: "Failed calls to external services, by target, operation and kind (transient, permanent, not_found).",
 		}, []string{"target", "operation", "kind"}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudoreg_processor_retries_total",
@@ -70,5 +70,24 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 	}
 	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.StatusMessages, m.Checks)
+	// Series an alert watches exist from the start at 0, so that
+	// increase(...) > 0 fires on the first dead letter and a rate of
+	// unavailable statuses is 0 rather than absent.
+	for _, reason := range deadLetterReasons {
+		m.DeadLetters.WithLabelValues(reason)
+	}
+	for _, s := range []string{"available", "unavailable"} {
+		m.StatusMessages.WithLabelValues(s)
+	}
+	for _, target := range []string{"sources", "sts", "rhsm", "kafka", "claims"} {
+		m.Retries.WithLabelValues(target)
+	}
+	for _, outcome := range []string{"accepted", "bad_request", "no_tenant", "unavailable", "method_not_allowed"} {
+		m.Checks.WithLabelValues(outcome)
+	}
 	return m
 }
+
+// deadLetterReasons are the values of the reason label of
+// cloudoreg_processor_dead_letters_total (see the worker's dead-lettering).
+var deadLetterReasons = []string{"undecodable", "internal", "budget_spent", "max_deliveries"}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -25,6 +26,55 @@ const (
 	ProcessorPrivateBase = 10000
 )
 
+// host is the interface every process of a local run listens on.
+const host = "127.0.0.1"
+
+// Ports are where the stack and the programs listen, all on 127.0.0.1.
+type Ports struct {
+	Kafka, NATS, Sources, RHSM, STS int
+	ListenerMetrics                 int
+	// ProcessorMetrics[i] and ProcessorPrivate[i] are processor i's metrics
+	// port and availability-check port.
+	ProcessorMetrics, ProcessorPrivate []int
+}
+
+// DocumentedPorts are the README's ports for a system of n processors
+// (what `make run` and `make demo` use).
+func DocumentedPorts(n int) Ports {
+	p := Ports{Kafka: 9092, NATS: 4222, Sources: 8000, RHSM: 8001, STS: 8002, ListenerMetrics: ListenerMetrics}
+	for i := 0; i < n; i++ {
+		p.ProcessorMetrics = append(p.ProcessorMetrics, ProcessorMetricsBase+i)
+		p.ProcessorPrivate = append(p.ProcessorPrivate, ProcessorPrivateBase+i)
+	}
+	return p
+}
+
+// FreePorts picks ports that are free now for a system of n processors, so
+// that tests never collide with the documented ports a developer's `make run`
+// holds. Ports are fixed for the life of the system: a restarted broker must
+// come back where its clients look for it.
+func FreePorts(n int) (Ports, error) {
+	nums := make([]int, 6+2*n)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for i := range nums {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return Ports{}, fmt.Errorf("finding a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		nums[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return Ports{
+		Kafka: nums[0], NATS: nums[1], Sources: nums[2], RHSM: nums[3], STS: nums[4], ListenerMetrics: nums[5],
+		ProcessorMetrics: nums[6 : 6+n], ProcessorPrivate: nums[6+n:],
+	}, nil
+}
+
 // Options choose what to start.
 type Options struct {
 	BinDir     string
@@ -32,38 +82,76 @@ type Options struct {
 	Out        io.Writer
 	LogFormat  string   // text (readable) or json
 	Env        []string // added to every program's environment
+	// Ports: nil means the documented ports.
+	Ports *Ports
+	// Split runs the stack as three processes (Kafka, NATS, the stand-ins)
+	// instead of one, so that a broker can be restarted on its own. Kafka
+	// keeps its log and NATS its JetStream store in DataDir across restarts.
+	Split bool
+	// DataDir is the stack's data directory (STACK_DATA_DIR); empty: each
+	// stack process uses a temporary one. Split needs it to keep data
+	// across broker restarts.
+	DataDir string
 }
 
-// System is the running set of processes.
+// System is the running set of processes. The harness that owns it may
+// replace a process it stopped by one it started (see Launch).
 type System struct {
-	opts       Options
-	Stack      *supervise.Running
-	Listener   *supervise.Running
-	Processors []*supervise.Running
+	opts  Options
+	ports Ports
+	// Stack is the whole local stack (one process), unless Options.Split.
+	Stack *supervise.Running
+	// Kafka, NATS and StandIns are the stack's parts when Options.Split.
+	Kafka, NATS, StandIns *supervise.Running
+	Listener              *supervise.Running
+	Processors            []*supervise.Running
 }
 
 // Start starts the stack, then the processors (they declare the work
 // stream), then the listener, waiting for each to be ready.
 func Start(ctx context.Context, o Options) (*System, error) {
 	s := &System{opts: o}
+	if o.Ports != nil {
+		s.ports = *o.Ports
+	} else {
+		s.ports = DocumentedPorts(o.Processors)
+	}
+	if len(s.ports.ProcessorMetrics) < o.Processors || len(s.ports.ProcessorPrivate) < o.Processors {
+		return s, fmt.Errorf("ports for %d processors, not %d", len(s.ports.ProcessorMetrics), o.Processors)
+	}
 	var err error
-	if s.Stack, err = s.start(ctx, s.StackProc()); err != nil {
+	if o.Split {
+		if s.Kafka, err = s.Launch(ctx, s.KafkaProc()); err != nil {
+			return s, err
+		}
+		if s.NATS, err = s.Launch(ctx, s.NATSProc()); err != nil {
+			return s, err
+		}
+		if s.StandIns, err = s.Launch(ctx, s.StandInsProc()); err != nil {
+			return s, err
+		}
+	} else if s.Stack, err = s.Launch(ctx, s.StackProc()); err != nil {
 		return s, err
 	}
 	for i := 0; i < o.Processors; i++ {
-		p, err := s.start(ctx, s.ProcessorProc(i))
+		p, err := s.Launch(ctx, s.ProcessorProc(i))
+		if p != nil {
+			s.Processors = append(s.Processors, p)
+		}
 		if err != nil {
 			return s, err
 		}
-		s.Processors = append(s.Processors, p)
 	}
-	if s.Listener, err = s.start(ctx, s.ListenerProc()); err != nil {
+	if s.Listener, err = s.Launch(ctx, s.ListenerProc()); err != nil {
 		return s, err
 	}
 	return s, nil
 }
 
-func (s *System) start(ctx context.Context, p supervise.Proc) (*supervise.Running, error) {
+// Launch starts p and waits (up to a minute) until it is ready. On a
+// readiness failure it returns the process too, still running, so that the
+// caller can stop it.
+func (s *System) Launch(ctx context.Context, p supervise.Proc) (*supervise.Running, error) {
 	r, err := supervise.Start(p, s.opts.Out)
 	if err != nil {
 		return nil, err
@@ -76,33 +164,110 @@ func (s *System) start(ctx context.Context, p supervise.Proc) (*supervise.Runnin
 	return r, nil
 }
 
+// Ports are the ports of the system.
+func (s *System) Ports() Ports { return s.ports }
+
+// Addresses of the stack's parts.
+
+// KafkaAddr is the broker's host:port.
+func (s *System) KafkaAddr() string { return addr(s.ports.Kafka) }
+
+// NATSURL is the NATS server's URL.
+func (s *System) NATSURL() string { return "nats://" + addr(s.ports.NATS) }
+
+// SourcesURL is the base URL of the Sources stand-in.
+func (s *System) SourcesURL() string { return "http://" + addr(s.ports.Sources) }
+
+// RHSMBaseURL is the RHSM stand-in's root (its /_calls, /_registrations).
+func (s *System) RHSMBaseURL() string { return "http://" + addr(s.ports.RHSM) }
+
+// STSURL is the STS stand-in's endpoint.
+func (s *System) STSURL() string { return "http://" + addr(s.ports.STS) }
+
+func addr(port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
 func (s *System) env(extra ...string) []string {
 	env := []string{"LOG_FORMAT=" + s.opts.LogFormat}
 	env = append(env, s.opts.Env...)
 	return append(env, extra...)
 }
 
-// StackProc is the local stack.
+// stackEnv is what every stack process is told: all its ports, the
+// processors' availability check and the data directory.
+func (s *System) stackEnv(extra ...string) []string {
+	p := s.ports
+	env := []string{
+		"KAFKA_PORT=" + strconv.Itoa(p.Kafka), "NATS_PORT=" + strconv.Itoa(p.NATS),
+		"SOURCES_PORT=" + strconv.Itoa(p.Sources), "RHSM_PORT=" + strconv.Itoa(p.RHSM), "STS_PORT=" + strconv.Itoa(p.STS),
+		"KAFKA_BROKERS=" + s.KafkaAddr(),
+	}
+	if len(p.ProcessorPrivate) > 0 {
+		env = append(env, fmt.Sprintf("SOURCES_AVAILABILITY_CHECK_URL=http://%s/internal/api/cloudigrade/v1/availability_status", addr(p.ProcessorPrivate[0])))
+	}
+	if s.opts.DataDir != "" {
+		env = append(env, "STACK_DATA_DIR="+s.opts.DataDir)
+	}
+	return s.env(append(env, extra...)...)
+}
+
+// programEnv points a program at the stack.
+func (s *System) programEnv(extra ...string) []string {
+	env := []string{
+		"KAFKA_BROKERS=" + s.KafkaAddr(), "NATS_URL=" + s.NATSURL(), "SOURCES_URL=" + s.SourcesURL(),
+		"RHSM_URL=" + s.RHSMBaseURL() + "/management/v1", "STS_ENDPOINT=" + s.STSURL(),
+	}
+	return s.env(append(env, extra...)...)
+}
+
+// StackProc is the local stack in one process.
 func (s *System) StackProc() supervise.Proc {
-	return supervise.Proc{Name: "stack", Path: filepath.Join(s.opts.BinDir, "stack"), Env: s.env(), ReadyAddr: "127.0.0.1:8000"}
+	return supervise.Proc{Name: "stack", Path: filepath.Join(s.opts.BinDir, "stack"), Env: s.stackEnv(), ReadyAddr: addr(s.ports.Sources)}
+}
+
+// KafkaProc is the stack's Kafka broker alone, keeping its log in DataDir.
+func (s *System) KafkaProc() supervise.Proc {
+	return supervise.Proc{
+		Name: "kafka", Path: filepath.Join(s.opts.BinDir, "stack"),
+		Env:       s.stackEnv("STACK_STANDINS=false", "STACK_EXTERNAL_NATS=true", "STACK_KAFKA_PERSIST=true"),
+		ReadyAddr: s.KafkaAddr(),
+	}
+}
+
+// NATSProc is the stack's NATS server alone, keeping its store in DataDir.
+func (s *System) NATSProc() supervise.Proc {
+	return supervise.Proc{
+		Name: "nats", Path: filepath.Join(s.opts.BinDir, "stack"),
+		Env:       s.stackEnv("STACK_STANDINS=false", "STACK_EXTERNAL_KAFKA=true"),
+		ReadyAddr: addr(s.ports.NATS),
+	}
+}
+
+// StandInsProc is the Sources, RHSM and STS stand-ins, using KafkaProc's broker.
+func (s *System) StandInsProc() supervise.Proc {
+	return supervise.Proc{
+		Name: "standins", Path: filepath.Join(s.opts.BinDir, "stack"),
+		Env:       s.stackEnv("STACK_EXTERNAL_KAFKA=true", "STACK_EXTERNAL_NATS=true"),
+		ReadyAddr: addr(s.ports.Sources),
+	}
 }
 
 // ListenerProc is the listener.
 func (s *System) ListenerProc() supervise.Proc {
+	port := s.ports.ListenerMetrics
 	return supervise.Proc{
 		Name: "listener", Path: filepath.Join(s.opts.BinDir, "listener"),
-		Env:      s.env("METRICS_PORT=" + strconv.Itoa(ListenerMetrics)),
-		ReadyURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", ListenerMetrics),
+		Env:      s.programEnv("METRICS_PORT=" + strconv.Itoa(port)),
+		ReadyURL: fmt.Sprintf("http://%s/readyz", addr(port)),
 	}
 }
 
 // ProcessorProc is processor i.
 func (s *System) ProcessorProc(i int) supervise.Proc {
-	metrics := ProcessorMetricsBase + i
+	metrics := s.ports.ProcessorMetrics[i]
 	return supervise.Proc{
 		Name: fmt.Sprintf("processor-%d", i+1), Path: filepath.Join(s.opts.BinDir, "processor"),
-		Env:      s.env("METRICS_PORT="+strconv.Itoa(metrics), "PRIVATE_PORT="+strconv.Itoa(ProcessorPrivateBase+i)),
-		ReadyURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", metrics),
+		Env:      s.programEnv("METRICS_PORT="+strconv.Itoa(metrics), "PRIVATE_PORT="+strconv.Itoa(s.ports.ProcessorPrivate[i])),
+		ReadyURL: fmt.Sprintf("http://%s/readyz", addr(metrics)),
 	}
 }
 
@@ -121,9 +286,12 @@ func (s *System) Exited() <-chan string {
 	return ch
 }
 
+// all lists the processes in stopping order.
 func (s *System) all() []*supervise.Running {
 	var rs []*supervise.Running
-	for _, r := range append([]*supervise.Running{s.Listener}, append(s.Processors, s.Stack)...) {
+	order := append([]*supervise.Running{s.Listener}, s.Processors...)
+	order = append(order, s.Stack, s.StandIns, s.NATS, s.Kafka)
+	for _, r := range order {
 		if r != nil {
 			rs = append(rs, r)
 		}
@@ -132,10 +300,16 @@ func (s *System) all() []*supervise.Running {
 }
 
 // Stop stops the listener first (it commits what it forwarded), then the
-// processors (they finish their work), then the stack.
+// processors (they finish their work), then the stack (the stand-ins before
+// the brokers they use). A process that already exited is skipped.
 func (s *System) Stop(grace time.Duration) error {
 	var first error
 	for _, r := range s.all() {
+		select {
+		case <-r.Done():
+			continue
+		default:
+		}
 		if err := r.Stop(grace); err != nil && first == nil {
 			first = err
 		}

@@ -92,6 +92,8 @@ func (f forward) key() string {
 type publisher struct {
 	producer sarama.SyncProducer
 	topic    string
+	brokers  []string
+	cfg      *sarama.Config
 }
 
 func newPublisher(brokers []string, topic string) (*publisher, error) {
@@ -108,7 +110,7 @@ func newPublisher(brokers []string, topic string) (*publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event stream producer: %w", err)
 	}
-	return &publisher{producer: p, topic: topic}, nil
+	return &publisher{producer: p, topic: topic, brokers: brokers, cfg: cfg}, nil
 }
 
 // publish sends the events one by one and in order, waiting for each ack, so
@@ -125,11 +127,38 @@ func (p *publisher) publish(f forward, events ...outEvent) error {
 			Value:   sarama.ByteEncoder(value),
 			Headers: f.headers(ev.eventType),
 		}
-		if _, _, err := p.producer.SendMessage(msg); err != nil {
+		if err := p.send(msg); err != nil {
 			return fmt.Errorf("publish %s: %w", ev.eventType, err)
 		}
 	}
 	return nil
+}
+
+// sendPatience is how long a write keeps trying to reach a broker that is
+// down or restarting before the stand-in gives up on its events.
+const sendPatience = time.Minute
+
+// send delivers one message. A broker restart (the chaos harness restarts
+// Kafka under load) must not lose the events of a change already saved, so
+// a failed send is tried again, on a fresh producer, for up to
+// sendPatience: sarama fails a request that was in flight when the
+// connection broke without using its retries, and its client can take
+// seconds to notice that a broker is back. A message the broker stored
+// before the break may so be written twice; consumers of Sources events
+// cope with duplicates (Sources itself re-emits).
+func (p *publisher) send(msg *sarama.ProducerMessage) error {
+	deadline := time.Now().Add(sendPatience)
+	for {
+		_, _, err := p.producer.SendMessage(msg)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+		if fresh, ferr := sarama.NewSyncProducer(p.brokers, p.cfg); ferr == nil {
+			_ = p.producer.Close()
+			p.producer = fresh
+		}
+	}
 }
 
 func (p *publisher) close() error { return p.producer.Close() }

@@ -12,8 +12,9 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/event"
 )
 
-// fixturesDir holds the example messages shared by the whole project.
-const fixturesDir = "../../../../../shared/fixtures"
+// fixturesDir holds the repository's copy of the team's example messages
+// (shared/event/testdata/fixtures, copied from the reference folder).
+const fixturesDir = "../../../../shared/event/testdata/fixtures"
 
 type fixture struct {
 	Topic   string          `json:"topic"`
@@ -26,7 +27,7 @@ func loadFixture(t *testing.T, name string) fixture {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(fixturesDir, name))
 	if err != nil {
-		t.Skipf("fixture %s not available: %v", name, err)
+		t.Fatalf("fixture %s: %v", name, err)
 	}
 	var f fixture
 	if err := json.Unmarshal(raw, &f); err != nil {
