@@ -1,12 +1,10 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -24,6 +22,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/listener/app"
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/logging"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -45,12 +44,12 @@ type env struct {
 	js       jetstream.JetStream
 	sources  *fakeSources
 	producer sarama.SyncProducer
-	logs     *syncBuffer
+	logs     *testkit.SyncBuffer
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, natsDir: t.TempDir(), natsPort: freePort(t), logs: &syncBuffer{}}
+	e := &env{t: t, natsDir: t.TempDir(), natsPort: testkit.FreePorts(t, 1)[0], logs: &testkit.SyncBuffer{}}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
 	if err != nil {
 		t.Fatal(err)
@@ -314,67 +313,6 @@ func (f *fakeSources) callLog() []string {
 	return append([]string(nil), f.calls...)
 }
 
-// metric reads one sample of the listener's /metrics, 0 when absent.
-func metric(t testing.TB, addr, series string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if bytes.HasPrefix(line, []byte(series+" ")) {
-			v, _ := strconv.ParseFloat(string(bytes.TrimPrefix(line, []byte(series+" "))), 64)
-			return v
-		}
-	}
-	return 0
-}
+func metric(t testing.TB, addr, series string) float64 { return testkit.Metric(t, addr, series) }
 
-// awaitHTTP polls url until it answers want (readiness changes have no
-// event to wait on); it fails the test after waitLimit.
-func awaitHTTP(t testing.TB, url string, want int) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for range tick.C {
-		if resp, err := http.Get(url); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered %d", url, want)
-		}
-	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func awaitHTTP(t testing.TB, url string, want int) { testkit.AwaitHTTP(t, url, want, waitLimit) }

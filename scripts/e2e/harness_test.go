@@ -11,11 +11,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/logging"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -65,7 +64,7 @@ type harness struct {
 	t          *testing.T
 	ctx        context.Context
 	stack      *stack.Stack
-	logs       *syncBuffer
+	logs       *testkit.SyncBuffer
 	js         jetstream.JetStream
 	listener   *lapp.Listener
 	processors []*papp.Processor
@@ -83,7 +82,7 @@ func start(t *testing.T, o options) *harness {
 		o.processors = 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, ctx: ctx, logs: &syncBuffer{}}
+	h := &harness{t: t, ctx: ctx, logs: &testkit.SyncBuffer{}}
 	t.Cleanup(func() {
 		cancel()
 		for i := len(h.stops) - 1; i >= 0; i-- {
@@ -93,7 +92,7 @@ func start(t *testing.T, o options) *harness {
 			t.Logf("logs of the failed run:\n%s", h.logs.String())
 		}
 	})
-	privatePorts := freePorts(t, o.processors)
+	privatePorts := testkit.FreePorts(t, o.processors)
 	h.privatePorts = privatePorts
 	slog := logrus.New()
 	slog.SetOutput(h.logs)
@@ -385,60 +384,6 @@ func (h *harness) produce(key string, headers map[string]string, value []byte) {
 	}
 }
 
-// metric reads one sample of a program's /metrics, 0 when absent.
-func metric(t *testing.T, addr, series string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape %s: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if bytes.HasPrefix(line, []byte(series+" ")) {
-			v, _ := strconv.ParseFloat(string(bytes.TrimPrefix(line, []byte(series+" "))), 64)
-			return v
-		}
-	}
-	return 0
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
-	return ports
-}
-
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // setTenant sets the tenant headers; "acct:N" names an account-only tenant.
 func setTenant(h http.Header, tenant string) {
 	if acct, ok := strings.CutPrefix(tenant, "acct:"); ok {
@@ -498,3 +443,5 @@ func (h *harness) deadLetters() []nats.Header {
 type sourcesApp = sources.Application
 
 func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func metric(t *testing.T, addr, series string) float64 { return testkit.Metric(t, addr, series) }

@@ -29,6 +29,7 @@ import (
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
 	"github.com/cloudoreg/cloudoreg/shared/status"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -261,7 +262,7 @@ func TestOpsProbesThroughNATSOutage(t *testing.T) {
 // NATS comes, then ready.
 func TestOpsProcessorReadyOnlyWhenBound(t *testing.T) {
 	h := start(t, options{})
-	natsPort := freePorts(t, 2)
+	natsPort := testkit.FreePorts(t, 2)
 	c, err := papp.LoadConfig()
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +26,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/supervise"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 // waitLimit bounds every wait (a loaded CI machine under -race).
@@ -66,8 +66,8 @@ type system struct {
 	t      *testing.T
 	ctx    context.Context
 	stack  *stack.Stack
-	logs   *syncBuffer // every line of the programs and the stand-ins
-	common []string    // environment of every program
+	logs   *testkit.SyncBuffer // every line of the programs and the stand-ins
+	common []string            // environment of every program
 
 	listener   *program
 	processors []*program
@@ -89,9 +89,9 @@ func (p *program) opsAddr() string { return "127.0.0.1:" + strconv.Itoa(p.metric
 // systemConfig is what a test changes.
 type systemConfig struct {
 	processors int
-	logs       *syncBuffer  // where all output goes; nil: a new buffer
-	stack      stack.Config // ports stay 0; topics and partitions are set
-	common     []string     // added to every program's environment
+	logs       *testkit.SyncBuffer // where all output goes; nil: a new buffer
+	stack      stack.Config        // ports stay 0; topics and partitions are set
+	common     []string            // added to every program's environment
 	listener   []string
 	processor  []string
 }
@@ -101,9 +101,9 @@ func newSystem(t *testing.T, c systemConfig) *system {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &system{t: t, ctx: ctx, logs: c.logs}
 	if s.logs == nil {
-		s.logs = &syncBuffer{}
+		s.logs = &testkit.SyncBuffer{}
 	}
-	ports := freePorts(t, 1+2*c.processors)
+	ports := testkit.FreePorts(t, 1+2*c.processors)
 	c.stack.EventsTopic, c.stack.StatusTopic, c.stack.Partitions = eventsTopic, statusTopic, 3
 	c.stack.StandIns = true
 	c.stack.AvailabilityCheckURL = fmt.Sprintf("http://127.0.0.1:%d/internal/api/cloudigrade/v1/availability_status", ports[2])
@@ -340,43 +340,4 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: HTTP %d: %s", url, resp.StatusCode, b)
 	}
 	return string(b)
-}
-
-// freePorts reserves n loopback ports picked by the system (port 0) and
-// releases them for the programs, which are configured with fixed ports
-// so that they keep them across restarts.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
-	return ports
-}
-
-// syncBuffer collects output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

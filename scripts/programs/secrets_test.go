@@ -19,6 +19,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/status"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 // TestSecretsNeverLeak runs a whole life cycle (create, a wrong external
@@ -49,7 +50,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		org, identityUser, identityUser, org)))
 	const role, otherRole = "arn:aws:iam::600000000001:role/secret-test", "arn:aws:iam::600000000002:role/secret-test"
 
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	standinLog := logrus.New()
 	standinLog.SetOutput(logs)
 	standinLog.SetFormatter(&logrus.JSONFormatter{})
