@@ -21,6 +21,10 @@ stack: build ## only the local stack, in the foreground
 demo: build ## start everything, create three sources, check their outcomes, stop
 	./$(BIN)/demo -bin $(BIN)
 
+chaos: build ## fault injection on the real programs, every scenario (a few minutes); see README "Reliability"
+	$(GO) build -o $(BIN)/ ./scripts/cmd/chaos
+	./$(BIN)/chaos -bin $(BIN)
+
 test: vet ## every test, with the race detector, as CI runs them
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(MODULES)
 

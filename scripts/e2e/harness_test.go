@@ -97,7 +97,7 @@ func start(t *testing.T, o options) *harness {
 	slog := logrus.New()
 	slog.SetOutput(h.logs)
 	st, err := stack.Start(ctx, stack.Config{
-		Partitions: 3, PSK: "e2e-psk", StandIns: true,
+		Partitions: 3, PSK: "e2e-psk",
 		EventsTopic: "platform.sources.event-stream", StatusTopic: "platform.sources.status",
 		AvailabilityCheckURL: fmt.Sprintf("http://127.0.0.1:%d/internal/api/cloudigrade/v1/availability_status", privatePorts[0]),
 	}, slog)

@@ -105,7 +105,6 @@ func newSystem(t *testing.T, c systemConfig) *system {
 	}
 	ports := testkit.FreePorts(t, 1+2*c.processors)
 	c.stack.EventsTopic, c.stack.StatusTopic, c.stack.Partitions = eventsTopic, statusTopic, 3
-	c.stack.StandIns = true
 	c.stack.AvailabilityCheckURL = fmt.Sprintf("http://127.0.0.1:%d/internal/api/cloudigrade/v1/availability_status", ports[2])
 	slog := logrus.New()
 	slog.SetOutput(s.logs)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -52,22 +53,30 @@ func DocumentedPorts(n int) Ports {
 // FreePorts picks ports that are free now for a system of n processors, so
 // that tests never collide with the documented ports a developer's `make run`
 // holds. Ports are fixed for the life of the system: a restarted broker must
-// come back where its clients look for it.
+// come back where its clients look for it. They are drawn from 20000-32767,
+// below Linux's ephemeral range (32768-60999): while a killed process is away
+// from its port, no client connection or port-0 listener of another test can
+// be given it.
 func FreePorts(n int) (Ports, error) {
-	nums := make([]int, 6+2*n)
+	const lo, hi = 20000, 32768
+	nums := make([]int, 0, 6+2*n)
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
 	}()
-	for i := range nums {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	for tries := 0; len(nums) < cap(nums); tries++ {
+		if tries > 2000 {
+			return Ports{}, fmt.Errorf("no %d free ports found in %d-%d", cap(nums), lo, hi-1)
+		}
+		p := lo + rand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", addr(p))
 		if err != nil {
-			return Ports{}, fmt.Errorf("finding a free port: %w", err)
+			continue // taken (also by one picked already, which is held open)
 		}
 		lns = append(lns, ln)
-		nums[i] = ln.Addr().(*net.TCPAddr).Port
+		nums = append(nums, p)
 	}
 	return Ports{
 		Kafka: nums[0], NATS: nums[1], Sources: nums[2], RHSM: nums[3], STS: nums[4], ListenerMetrics: nums[5],
@@ -228,7 +237,7 @@ func (s *System) StackProc() supervise.Proc {
 func (s *System) KafkaProc() supervise.Proc {
 	return supervise.Proc{
 		Name: "kafka", Path: filepath.Join(s.opts.BinDir, "stack"),
-		Env:       s.stackEnv("STACK_STANDINS=false", "STACK_EXTERNAL_NATS=true", "STACK_KAFKA_PERSIST=true"),
+		Env:       s.stackEnv("STACK_SKIP_STANDINS=true", "STACK_EXTERNAL_NATS=true", "STACK_KAFKA_PERSIST=true"),
 		ReadyAddr: s.KafkaAddr(),
 	}
 }
@@ -237,7 +246,7 @@ func (s *System) KafkaProc() supervise.Proc {
 func (s *System) NATSProc() supervise.Proc {
 	return supervise.Proc{
 		Name: "nats", Path: filepath.Join(s.opts.BinDir, "stack"),
-		Env:       s.stackEnv("STACK_STANDINS=false", "STACK_EXTERNAL_KAFKA=true"),
+		Env:       s.stackEnv("STACK_SKIP_STANDINS=true", "STACK_EXTERNAL_KAFKA=true"),
 		ReadyAddr: addr(s.ports.NATS),
 	}
 }

@@ -49,14 +49,14 @@ type Config struct {
 	Brokers       []string `env:"KAFKA_BROKERS" envSeparator:"," envDefault:"127.0.0.1:9092"`
 	// ExternalNATS: do not start the embedded NATS (the stand-ins never use it).
 	ExternalNATS bool `env:"STACK_EXTERNAL_NATS" envDefault:"false"`
-	// StandIns: start the Sources, RHSM and STS stand-ins. With
-	// STACK_STANDINS=false the stack runs only its brokers: only kfake with
-	// STACK_EXTERNAL_NATS=true, only NATS with STACK_EXTERNAL_KAFKA=true. The
-	// chaos harness (scripts/chaos) runs Kafka, NATS and the stand-ins as
-	// three processes, so that it can restart a broker (with STACK_DATA_DIR
-	// and STACK_KAFKA_PERSIST, its data survives) while the stand-ins, whose
-	// state is in memory, keep running.
-	StandIns bool `env:"STACK_STANDINS" envDefault:"true"`
+	// SkipStandIns: run only the brokers, no Sources, RHSM or STS stand-in:
+	// only kfake with STACK_EXTERNAL_NATS=true, only NATS with
+	// STACK_EXTERNAL_KAFKA=true. The chaos harness (scripts/chaos) runs
+	// Kafka, NATS and the stand-ins as three processes, so that it can
+	// restart a broker (with STACK_DATA_DIR and STACK_KAFKA_PERSIST its data
+	// survives) while the stand-ins, whose state is in memory, keep running.
+	// (Negative so that the zero Config runs everything.)
+	SkipStandIns bool `env:"STACK_SKIP_STANDINS" envDefault:"false"`
 	// AvailabilityCheckURL is where the Sources stand-in sends checks: the
 	// processor's private port.
 	AvailabilityCheckURL string `env:"SOURCES_AVAILABILITY_CHECK_URL" envDefault:"http://127.0.0.1:10000/internal/api/cloudigrade/v1/availability_status"`
@@ -95,7 +95,7 @@ func Start(ctx context.Context, cfg Config, log *logrus.Logger) (s *Stack, err e
 		cfg.BindHost = "127.0.0.1"
 	}
 	if cfg.ExternalKafka {
-		if len(cfg.Brokers) == 0 && cfg.StandIns {
+		if len(cfg.Brokers) == 0 && !cfg.SkipStandIns {
 			return nil, fmt.Errorf("STACK_EXTERNAL_KAFKA needs KAFKA_BROKERS")
 		}
 		if len(cfg.Brokers) > 0 {
@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg Config, log *logrus.Logger) (s *Stack, err e
 			return nil, err
 		}
 	}
-	if !cfg.StandIns {
+	if cfg.SkipStandIns {
 		return s, nil
 	}
 	if err = s.startStandIns(ctx, cfg, log); err != nil {
