@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -17,8 +18,20 @@ import (
 
 const cdappconfig = "testdata/cdappconfig.json"
 
+// programConfig is the part of a program's configuration the overlay
+// touches (the programs' own LoadConfig tests check the real wiring).
+type programConfig struct {
+	Kafka       config.Kafka
+	NATS        config.NATS
+	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
+	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
+	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101"`
+	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
+	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000"`
+}
+
 // overlay applies o the way the processor's LoadConfig does.
-func overlay(c processorConfig, o *config.Overlay) processorConfig {
+func overlay(c programConfig, o *config.Overlay) programConfig {
 	c.Kafka = o.Kafka(c.Kafka)
 	c.StatusTopic = o.Topic(c.StatusTopic)
 	c.BindHost = o.BindHost(c.BindHost)
@@ -42,7 +55,7 @@ func TestClowderOverlaysTheEnvironment(t *testing.T) {
 	t.Setenv("NATS_URL", "nats://nats.cloudoreg-stage.svc:4222")
 	t.Setenv("METRICS_PORT", "9999")
 
-	var env processorConfig
+	var env programConfig
 	if err := config.Parse(&env); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +127,7 @@ func TestClowderOverlaysTheEnvironment(t *testing.T) {
 
 func TestWithoutClowderNothingChanges(t *testing.T) {
 	clearEnv(t)
-	var env processorConfig
+	var env programConfig
 	if err := config.Parse(&env); err != nil {
 		t.Fatal(err)
 	}
@@ -227,4 +240,25 @@ func writeFile(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// clearEnv unsets, for the test, every variable the overlay test reads.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		for _, prefix := range []string{"ACG_CONFIG", "KAFKA_", "NATS_", "METRICS_", "PRIVATE_PORT", "BIND_HOST"} {
+			if strings.HasPrefix(name, prefix) {
+				t.Setenv(name, "") // restored after the test
+				if err := os.Unsetenv(name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+func same(t *testing.T, a, b any) bool {
+	t.Helper()
+	return reflect.DeepEqual(a, b)
 }

@@ -1,90 +1,16 @@
-package config_test
+package deploycheck
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
+	lapp "github.com/cloudoreg/cloudoreg/listener/app"
+	papp "github.com/cloudoreg/cloudoreg/processor/app"
 	"github.com/cloudoreg/cloudoreg/shared/config"
-	"github.com/cloudoreg/cloudoreg/shared/work"
 )
-
-// listenerConfig and processorConfig mirror listener/app.Config and
-// processor/app.Config (shared cannot import them: a cycle). Keep them in
-// step; the programs' own tests check the real ones with
-// config.UntaggedSecrets.
-type listenerConfig struct {
-	Kafka   config.Kafka
-	NATS    config.NATS
-	Sources config.Sources
-	Log     config.Log
-
-	EventsTopic   string        `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
-	GroupID       string        `env:"KAFKA_GROUP_ID" envDefault:"cloudoreg-listener"`
-	InitialOffset string        `env:"KAFKA_INITIAL_OFFSET" envDefault:"oldest"`
-	CommitEvery   time.Duration `env:"KAFKA_COMMIT_INTERVAL" envDefault:"1s"`
-
-	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
-	MetricsPort int    `env:"METRICS_PORT" envDefault:"9100"`
-	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
-
-	IndexTTL       time.Duration `env:"ROUTING_INDEX_TTL" envDefault:"2160h"`
-	KVReplicas     int           `env:"KV_REPLICAS" envDefault:"1"`
-	MaxInFlight    int           `env:"LISTENER_MAX_INFLIGHT" envDefault:"256"`
-	MaxEventBytes  int           `env:"LISTENER_MAX_EVENT_BYTES" envDefault:"1048576"`
-	PublishTimeout time.Duration `env:"LISTENER_PUBLISH_TIMEOUT" envDefault:"5s"`
-	RetryBase      time.Duration `env:"LISTENER_RETRY_BASE" envDefault:"200ms"`
-	RetryMax       time.Duration `env:"LISTENER_RETRY_MAX" envDefault:"10s"`
-	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"20s"`
-}
-
-type processorConfig struct {
-	Kafka   config.Kafka
-	NATS    config.NATS
-	Sources config.Sources
-	Log     config.Log
-	Work    work.StreamSettings
-
-	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
-	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
-	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101"`
-	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
-	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000"`
-
-	STSEndpoint            string        `env:"STS_ENDPOINT" envDefault:"http://127.0.0.1:8002"`
-	AWSRegion              string        `env:"AWS_REGION" envDefault:"us-east-1"`
-	AWSAccessKeyID         string        `env:"AWS_ACCESS_KEY_ID"`
-	AWSSecretAccessKey     string        `env:"AWS_SECRET_ACCESS_KEY" secret:"true"`
-	AWSSecretAccessKeyFile string        `env:"AWS_SECRET_ACCESS_KEY_FILE,file" secret:"true"`
-	STSTimeout             time.Duration `env:"STS_TIMEOUT" envDefault:"10s"`
-
-	RHSMURL             string        `env:"RHSM_URL" envDefault:"http://127.0.0.1:8001/management/v1"`
-	RHSMAuthHeader      string        `env:"RHSM_AUTH_HEADER"`
-	RHSMAuthValue       string        `env:"RHSM_AUTH_VALUE" secret:"true"`
-	RHSMAuthValueFile   string        `env:"RHSM_AUTH_VALUE_FILE,file" secret:"true"`
-	RHSMBearerToken     string        `env:"RHSM_BEARER_TOKEN" secret:"true"`
-	RHSMBearerTokenFile string        `env:"RHSM_BEARER_TOKEN_FILE,file" secret:"true"`
-	RHSMCertFile        string        `env:"RHSM_CERT_FILE"`
-	RHSMKeyFile         string        `env:"RHSM_KEY_FILE"`
-	RHSMCAFile          string        `env:"RHSM_CA_FILE"`
-	RHSMTimeout         time.Duration `env:"RHSM_TIMEOUT" envDefault:"10s"`
-
-	AckWait      time.Duration `env:"WORK_ACK_WAIT" envDefault:"30s"`
-	MaxDeliver   int           `env:"WORK_MAX_DELIVER" envDefault:"10"`
-	RetryInPlace time.Duration `env:"RETRY_IN_PLACE" envDefault:"60s"`
-	RetryBase    time.Duration `env:"RETRY_BASE" envDefault:"500ms"`
-	RetryMax     time.Duration `env:"RETRY_MAX" envDefault:"15s"`
-	RetryBudget  time.Duration `env:"RETRY_BUDGET" envDefault:"1h"`
-	ParkBase     time.Duration `env:"RETRY_PARK_BASE" envDefault:"30s"`
-	ParkMax      time.Duration `env:"RETRY_PARK_MAX" envDefault:"10m"`
-	SweepEvery   time.Duration `env:"RETRY_SWEEP_INTERVAL" envDefault:"5s"`
-
-	KVReplicas    int           `env:"KV_REPLICAS" envDefault:"1"`
-	OutcomeTTL    time.Duration `env:"OUTCOME_TTL" envDefault:"2160h"`
-	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"20s"`
-}
 
 // field is one env-tagged field of a config struct.
 type field struct {
@@ -123,7 +49,7 @@ func fields(cfg any) []field {
 func clearEnv(t *testing.T) {
 	t.Helper()
 	names := []string{"ACG_CONFIG"}
-	for _, cfg := range []any{&listenerConfig{}, &processorConfig{}} {
+	for _, cfg := range []any{&lapp.Config{}, &papp.Config{}} {
 		for _, f := range fields(cfg) {
 			names = append(names, f.env)
 		}
@@ -143,7 +69,7 @@ func same(t *testing.T, a, b any) bool {
 
 // Every X_FILE secret wins over X, and X alone still works.
 func TestFileSecretsWin(t *testing.T) {
-	for _, cfg := range []any{&listenerConfig{}, &processorConfig{}} {
+	for _, cfg := range []any{&lapp.Config{}, &papp.Config{}} {
 		t.Run(reflect.TypeOf(cfg).Elem().Name(), func(t *testing.T) {
 			clearEnv(t)
 			dir := t.TempDir()
@@ -188,7 +114,7 @@ func TestSharedAccessorsPreferFiles(t *testing.T) {
 	t.Setenv("KAFKA_CA_FILE", writeFile(t, dir, "ca", "file-ca"))
 	t.Setenv("SOURCES_PSK", "env-psk")
 	t.Setenv("SOURCES_PSK_FILE", writeFile(t, dir, "psk", "file-psk\n"))
-	var c listenerConfig
+	var c lapp.Config
 	if err := config.Parse(&c); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +124,7 @@ func TestSharedAccessorsPreferFiles(t *testing.T) {
 }
 
 func TestSummaryNeverShowsASecret(t *testing.T) {
-	for _, cfg := range []any{&listenerConfig{}, &processorConfig{}} {
+	for _, cfg := range []any{&lapp.Config{}, &papp.Config{}} {
 		t.Run(reflect.TypeOf(cfg).Elem().Name(), func(t *testing.T) {
 			if u := config.UntaggedSecrets(cfg); len(u) > 0 {
 				t.Errorf("secret-looking variables without secret:\"true\": %v", u)
@@ -242,7 +168,7 @@ func TestSummaryNeverShowsASecret(t *testing.T) {
 }
 
 func TestSummaryShowsUnsetSecrets(t *testing.T) {
-	c := processorConfig{Sources: config.Sources{PSK: "x"}}
+	c := papp.Config{Sources: config.Sources{PSK: "x"}}
 	s := config.Summary(c)
 	if s["SOURCES_PSK"] != "(set)" || s["AWS_SECRET_ACCESS_KEY"] != "(unset)" || s["NATS_TOKEN_FILE"] != "(unset)" {
 		t.Errorf("PSK %v AWS %v NATS token file %v", s["SOURCES_PSK"], s["AWS_SECRET_ACCESS_KEY"], s["NATS_TOKEN_FILE"])
@@ -263,4 +189,13 @@ func TestUntaggedSecretsFindsOne(t *testing.T) {
 	if want := []string{"RHSM_AUTH_VALUE", "X_PASSWORD_FILE"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
