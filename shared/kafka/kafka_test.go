@@ -1,16 +1,7 @@
 package kafka_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"testing"
 	"time"
 
@@ -19,67 +10,10 @@ import (
 
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/kafka"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 const topic = "platform.sources.event-stream"
-
-// pki is a throwaway CA and a server certificate it signed for 127.0.0.1.
-type pki struct {
-	caPEM  string
-	server tls.Certificate
-}
-
-func newPKI(t *testing.T, name string) pki {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name + " CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pki{
-		caPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})),
-		server: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
-	}
-}
-
-func (p pki) serverTLS() *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS12}
-}
 
 // cluster starts a one-broker kfake cluster on 127.0.0.1, a random port.
 func cluster(t *testing.T, opts ...kfake.Opt) []string {
@@ -171,15 +105,15 @@ func TestPlainOverSASLPlaintext(t *testing.T) {
 }
 
 func TestSCRAMSHA512OverSASLSSL(t *testing.T) {
-	p := newPKI(t, "kafka")
-	brokers := cluster(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "cloudoreg", "right-password"), kfake.TLS(p.serverTLS()))
+	p := testkit.NewPKI(t, "kafka")
+	brokers := cluster(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "cloudoreg", "right-password"), kfake.TLS(p.ServerTLS()))
 	k := config.Kafka{
 		Brokers:          brokers,
 		SecurityProtocol: "SASL_SSL",
 		SASLMechanism:    "SCRAM-SHA-512",
 		SASLUsername:     "cloudoreg",
 		SASLPassword:     "right-password",
-		CA:               p.caPEM, // how Clowder gives it
+		CA:               p.CAPEM, // how Clowder gives it
 	}
 	if err := roundTrip(k); err != nil {
 		t.Fatalf("right password: %v", err)
@@ -201,15 +135,15 @@ func TestSCRAMSHA512OverSASLSSL(t *testing.T) {
 }
 
 func TestSSLOnly(t *testing.T) {
-	p := newPKI(t, "kafka")
-	brokers := cluster(t, kfake.TLS(p.serverTLS()))
-	k := config.Kafka{Brokers: brokers, SecurityProtocol: "SSL", CAFile: p.caPEM} // KAFKA_CA_FILE's content
+	p := testkit.NewPKI(t, "kafka")
+	brokers := cluster(t, kfake.TLS(p.ServerTLS()))
+	k := config.Kafka{Brokers: brokers, SecurityProtocol: "SSL", CAFile: p.CAPEM} // KAFKA_CA_FILE's content
 	if err := roundTrip(k); err != nil {
 		t.Fatalf("SSL: %v", err)
 	}
 
-	other := newPKI(t, "impostor")
-	k.CAFile = other.caPEM
+	other := testkit.NewPKI(t, "impostor")
+	k.CAFile = other.CAPEM
 	if err := roundTrip(k); err == nil {
 		t.Error("a broker certificate from an untrusted CA was accepted")
 	} else {

@@ -1,18 +1,10 @@
 package natsconn_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +20,7 @@ import (
 
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/natsconn"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 // start runs an embedded nats-server on 127.0.0.1, a random port.
@@ -194,17 +187,17 @@ func TestCredsFile(t *testing.T) {
 }
 
 func TestTLSWithCAFile(t *testing.T) {
-	p := newPKI(t, "nats")
+	p := testkit.NewPKI(t, "nats")
 	_, url := start(t, &server.Options{
 		TLS:       true,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS12},
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{p.Server}, MinVersion: tls.VersionTLS12},
 		Username:  "cloudoreg",
 		Password:  "right",
 	})
-	mustUse(t, config.NATS{URL: url, User: "cloudoreg", Password: "right", CAFile: writeFile(t, "ca.pem", p.caPEM)})
+	mustUse(t, config.NATS{URL: url, User: "cloudoreg", Password: "right", CAFile: writeFile(t, "ca.pem", p.CAPEM)})
 
-	other := newPKI(t, "impostor")
-	mustBeRefused(t, config.NATS{URL: url, User: "cloudoreg", Password: "right", CAFile: writeFile(t, "other.pem", other.caPEM)}, "certificate")
+	other := testkit.NewPKI(t, "impostor")
+	mustBeRefused(t, config.NATS{URL: url, User: "cloudoreg", Password: "right", CAFile: writeFile(t, "other.pem", other.CAPEM)}, "certificate")
 	mustBeRefused(t, config.NATS{URL: url, User: "cloudoreg", Password: "right"}, "certificate") // system roots
 }
 
@@ -244,60 +237,6 @@ func TestKeepsTryingAfterAuthErrors(t *testing.T) {
 			t.Fatalf("not connected after the server accepted the password: %v (%v)", nc.Status(), nc.LastError())
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-type pki struct {
-	caPEM  string
-	server tls.Certificate
-}
-
-// newPKI makes a throwaway CA and a server certificate it signed for 127.0.0.1.
-func newPKI(t *testing.T, name string) pki {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name + " CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pki{
-		caPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})),
-		server: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
 	}
 }
 
