@@ -196,3 +196,38 @@ func TestNATSOutage(t *testing.T) {
 	checkSourceOrder(t, got)
 	awaitHTTP(t, "http://"+l.OpsAddr()+"/readyz", 200)
 }
+
+// TestRebalanceKeepsExactlyOnce: a second listener joins (dynamic
+// membership) and takes partitions over while events flow, then the first
+// leaves mid-stream and the second takes everything; across both
+// rebalances every event is forwarded exactly once, in per-source order.
+func TestRebalanceKeepsExactlyOnce(t *testing.T) {
+	e := newEnv(t)
+	const half = 1500
+	r := rand.New(rand.NewPCG(13, 17))
+	var want []string
+	produce := func(n int) {
+		for i := 0; i < n; i++ {
+			s := r.IntN(30)
+			want = append(want, e.produce(sourceOrg(s), "Application.pause", pause(s, len(want))))
+		}
+	}
+	dynamic := e.config()
+	dynamic.InstanceID = ""
+	produce(half)
+	first, stopFirst := e.runListener(dynamic)
+	e.awaitStream(half)
+	second, _ := e.runListener(dynamic)
+	awaitHTTP(t, "http://"+second.OpsAddr()+"/readyz", 200)
+	produce(half)
+	e.awaitStream(half + half/3)
+	one := metric(t, first.OpsAddr(), "cloudoreg_listener_published_total")
+	two := metric(t, second.OpsAddr(), "cloudoreg_listener_published_total")
+	if two == 0 || one < half {
+		t.Errorf("published: first %v, second %v: the partitions were not shared after the join", one, two)
+	}
+	stopFirst()
+	got := e.awaitStream(2 * half)
+	checkExactlyOnce(t, got, want)
+	checkSourceOrder(t, got)
+}

@@ -286,3 +286,64 @@ func testutilValue(c prometheus.Counter) float64 {
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
 }
+
+// TestMaxDeliveriesAdvisoryDeadLetters: a message whose every delivery dies
+// unacknowledged (a processor crashing on it) is given up by the server
+// after MaxDeliver; the advisory subscriber copies it to the dead-letter
+// stream with its reason.
+func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
+	e := newTestEnv(t, 1)
+	cfg := testConfig()
+	cfg.Partitions, cfg.AckWait, cfg.MaxDeliver = 1, time.Second, 2
+	nc, js := e.conn()
+	defer nc.Close()
+	ctx := context.Background()
+	// The partition consumer as the processors declare it, and the
+	// advisory watch of a processor; the "processor" taking the message is
+	// this test, which never acknowledges it.
+	cons, err := js.CreateOrUpdateConsumer(ctx, work.StreamName, ConsumerConfig(cfg, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w := New(cfg, js, newRecorder(0, 0), &nopReporter{}, nil, nil, metrics.New(), logrus.NewEntry(log))
+	sub, err := w.WatchMaxDeliveries(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	e.publish(js, msg("9", 1))
+	for delivery := 1; delivery <= cfg.MaxDeliver; delivery++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(waitLimit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			meta, _ := m.Metadata()
+			if int(meta.NumDelivered) != delivery {
+				t.Fatalf("delivery %d reported as %d", delivery, meta.NumDelivered)
+			}
+		}
+	}
+	// Processors always have a pull waiting; the server notices the
+	// exhausted message (and sends the advisory) when it would deliver it
+	// again to one.
+	if batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*cfg.AckWait)); err == nil {
+		for m := range batch.Messages() {
+			t.Errorf("delivered again after MaxDeliver: %s", m.Subject())
+		}
+	}
+	dlq, err := js.OrderedConsumer(ctx, work.DLQStreamName, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := dlq.Next(jetstream.FetchMaxWait(waitLimit))
+	if err != nil {
+		t.Fatalf("no dead letter after %d unacknowledged deliveries: %v", cfg.MaxDeliver, err)
+	}
+	h := dead.Headers()
+	if h.Get(HeaderDLQReason) != "max_deliveries" || h.Get(work.HeaderSourceID) != "9" || h.Get(HeaderDLQDeliveries) != "2" {
+		t.Errorf("dead letter headers %v", h)
+	}
+}
