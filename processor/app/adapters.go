@@ -21,21 +21,23 @@ import (
 // observe records the latency and failure kind of one external call.
 func observe(m *metrics.Metrics, target, op string, started time.Time, err error) {
 	m.CallSeconds.WithLabelValues(target, op).Observe(time.Since(started).Seconds())
-	if err == nil {
-		return
+	if err != nil {
+		m.CallErrors.WithLabelValues(target, op, errorKind(err)).Inc()
 	}
-	kind := "permanent"
-	switch {
-	case errors.Is(err, sources.ErrNotFound):
-		kind = "not_found"
-	case failure.IsTransient(err) && !sourcesPermanent(target, err):
-		kind = "transient"
-	}
-	m.CallErrors.WithLabelValues(target, op, kind).Inc()
 }
 
-func sourcesPermanent(target string, err error) bool {
-	return target == "sources" && !sources.IsTransient(err)
+// errorKind labels a failed call: the Sources client classifies its own
+// errors, the other clients return failure.Error.
+func errorKind(err error) string {
+	var fe *failure.Error
+	switch {
+	case errors.Is(err, sources.ErrNotFound):
+		return "not_found"
+	case sources.IsTransient(err), errors.As(err, &fe) && fe.Transient:
+		return "transient"
+	default:
+		return "permanent"
+	}
 }
 
 // instrumentedSources measures every Sources call.

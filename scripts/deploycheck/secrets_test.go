@@ -62,11 +62,6 @@ func clearEnv(t *testing.T) {
 	}
 }
 
-func same(t *testing.T, a, b any) bool {
-	t.Helper()
-	return reflect.DeepEqual(a, b)
-}
-
 // Every X_FILE secret wins over X, and X alone still works.
 func TestFileSecretsWin(t *testing.T) {
 	for _, cfg := range []any{&lapp.Config{}, &papp.Config{}} {

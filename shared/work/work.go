@@ -21,13 +21,10 @@ const (
 	DLQPrefix     = "cloudoreg.dlq."
 )
 
-// Kinds of work that do not come from the Sources event stream.
-const (
-	// KindCheck is an availability check asked for by Sources.
-	KindCheck = "Cloudoreg.check"
-	// KindRetry is a parked reconcile whose retry is due.
-	KindRetry = "Cloudoreg.retry"
-)
+// KindCheck is the kind of work that does not come from the Sources event
+// stream: an availability check asked for by Sources. (A parked retry keeps
+// the kind of the work it retries; its attempt header marks it.)
+const KindCheck = "Cloudoreg.check"
 
 // NATS header names of a work message.
 const (
@@ -45,7 +42,7 @@ const (
 
 // Message is one unit of work: reconcile SourceID because of Kind.
 type Message struct {
-	// Kind is the Sources event type, KindCheck or KindRetry.
+	// Kind is the Sources event type or KindCheck.
 	Kind             string
 	SourceID         string
 	ApplicationID    string

@@ -148,7 +148,7 @@ func wantClaims(t *testing.T, w *world, bySource map[string]string) {
 }
 
 func TestAvailable(t *testing.T) {
-	for _, kind := range []string{create, update, unpause, work.KindCheck, work.KindRetry} {
+	for _, kind := range []string{create, update, unpause, work.KindCheck} {
 		t.Run(kind, func(t *testing.T) {
 			w := setup()
 			m := msg(kind)
@@ -318,7 +318,7 @@ func TestNotOurs(t *testing.T) {
 		"source gone":                 func(w *world) { delete(w.sourceApps, src) },
 	}
 	for name, change := range cases {
-		for _, kind := range []string{create, update, pause, unpause, work.KindCheck, work.KindRetry} {
+		for _, kind := range []string{create, update, pause, unpause, work.KindCheck} {
 			t.Run(name+"/"+kind, func(t *testing.T) {
 				w := setup()
 				change(w)
@@ -370,7 +370,7 @@ func TestHeldClaimWithoutApplicationIsRemoved(t *testing.T) {
 }
 
 func TestPausedIsLeftAlone(t *testing.T) {
-	for _, kind := range []string{pause, create, update, work.KindCheck, work.KindRetry} {
+	for _, kind := range []string{pause, create, update, work.KindCheck} {
 		t.Run(kind, func(t *testing.T) {
 			w := setup()
 			registered(t, w)

@@ -273,7 +273,7 @@ func heartbeat(msg jetstream.Msg, every time.Duration) (stop func()) {
 }
 
 func kindLabel(kind string) string {
-	if event.Routed(kind) || kind == work.KindCheck || kind == work.KindRetry {
+	if event.Routed(kind) || kind == work.KindCheck {
 		return kind
 	}
 	return "other"
