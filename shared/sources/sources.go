@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/shared/event"
@@ -31,8 +33,15 @@ const (
 var (
 	// ErrNotFound: the resource is gone; not an error to retry.
 	ErrNotFound = errors.New("sources: not found")
-	// ErrUnauthorized: a wrong PSK or missing tenant, a configuration error.
+	// ErrUnauthorized: a wrong PSK or missing tenant, a configuration error
+	// of Cloudoreg's own. It is worth retrying (an operator fixes the
+	// Secret) but never the customer's problem.
 	ErrUnauthorized = errors.New("sources: unauthorized (check SOURCES_PSK and the tenant headers)")
+	// ErrInvalid: Sources refused the request (400, 431 and any other
+	// unexpected 4xx), answered something undecodable, or the request could
+	// not even be built (a header value Go refuses). Asking again gets the
+	// same answer, so it is never retried.
+	ErrInvalid = errors.New("sources: request refused or answer unusable")
 )
 
 // TransientError is a failure worth retrying (5xx, 429, timeouts, network).
@@ -41,7 +50,8 @@ type TransientError struct{ Err error }
 func (e *TransientError) Error() string { return "sources: transient: " + e.Err.Error() }
 func (e *TransientError) Unwrap() error { return e.Err }
 
-// IsTransient reports whether err is worth retrying.
+// IsTransient reports whether err is worth retrying: 5xx, 429, timeouts,
+// network errors, and ErrUnauthorized (a configuration an operator fixes).
 func IsTransient(err error) bool {
 	var te *TransientError
 	return errors.As(err, &te) || errors.Is(err, ErrUnauthorized)
@@ -150,7 +160,7 @@ func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Val
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("sources: %w", err)
+		return fmt.Errorf("GET %s: %w: %v", path, ErrInvalid, err)
 	}
 	if t.OrgID != "" {
 		req.Header.Set(event.HeaderOrgID, t.OrgID)
@@ -162,9 +172,7 @@ func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Val
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// Timeouts, refused connections, resets: all worth retrying. The
-		// URL in the error holds no secret (the PSK travels in a header).
-		return &TransientError{Err: err}
+		return transportFailure(path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
@@ -174,7 +182,7 @@ func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Val
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("sources: GET %s: undecodable response: %w", path, err)
+			return fmt.Errorf("GET %s: %w: undecodable response: %v", path, ErrInvalid, err)
 		}
 		return nil
 	case resp.StatusCode == http.StatusNotFound:
@@ -184,7 +192,30 @@ func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Val
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return &TransientError{Err: fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)}
 	default:
-		return fmt.Errorf("sources: GET %s: HTTP %d: %s", path, resp.StatusCode, excerpt(body))
+		return fmt.Errorf("GET %s: %w: HTTP %d: %s", path, ErrInvalid, resp.StatusCode, excerpt(body))
+	}
+}
+
+// transportFailure classifies an error of http.Client.Do. Timeouts,
+// refused connections, resets and cancellations are worth retrying; an
+// error Go raises before anything is sent (a header value with a control
+// character, a malformed URL) is the same on every attempt. No secret is in
+// the error: the URL holds none and the PSK travels in a header.
+func transportFailure(path string, err error) error {
+	cause := err
+	var urlErr *url.Error // every error of Do is one, and it claims to be a net.Error
+	if errors.As(err, &urlErr) {
+		cause = urlErr.Err
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	switch {
+	case errors.As(cause, &netErr), errors.As(cause, &opErr),
+		errors.Is(cause, context.DeadlineExceeded), errors.Is(cause, context.Canceled),
+		errors.Is(cause, io.EOF), errors.Is(cause, io.ErrUnexpectedEOF), errors.Is(cause, syscall.ECONNRESET):
+		return &TransientError{Err: err}
+	default:
+		return fmt.Errorf("GET %s: %w: %v", path, ErrInvalid, err)
 	}
 }
 
