@@ -2,15 +2,21 @@
 GO      ?= go
 BIN     := bin
 MODULES := ./shared/... ./listener/... ./processor/... ./scripts/...
+# The workspace's modules; each must also build, vet and tidy on its own.
+MODDIRS := shared listener processor scripts
+# Stamped into the binaries (exported as cloudoreg_build_info).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X github.com/cloudoreg/cloudoreg/shared/buildinfo.Version=$(VERSION) -X github.com/cloudoreg/cloudoreg/shared/buildinfo.Revision=$(REVISION)
 # Test timeout: generous for a 2-core CI machine under the race detector.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build run stack demo test bench chaos vet fmt clean
+.PHONY: all build run stack demo test bench chaos vet modules fmt clean
 
 all: build
 
 build: ## bin/listener, bin/processor, bin/stack and the run/demo tools
-	$(GO) build -o $(BIN)/ ./listener/cmd/listener ./processor/cmd/processor ./scripts/cmd/stack ./scripts/cmd/run ./scripts/cmd/demo
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./listener/cmd/listener ./processor/cmd/processor ./scripts/cmd/stack ./scripts/cmd/run ./scripts/cmd/demo
 
 run: build ## the local stack, the listener and two processors, logs interleaved; Ctrl-C stops
 	./$(BIN)/run -bin $(BIN)
@@ -25,11 +31,18 @@ chaos: build ## fault injection on the real programs, every scenario (a few minu
 	$(GO) build -o $(BIN)/ ./scripts/cmd/chaos
 	./$(BIN)/chaos -bin $(BIN)
 
-test: vet ## every test, with the race detector, as CI runs them
+test: vet modules ## every test, with the race detector, as CI runs them
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(MODULES)
 
 vet:
 	$(GO) vet $(MODULES)
+
+modules: ## each module stands on its own: builds, vets and is tidy outside the workspace
+	@for m in $(MODDIRS); do \
+		echo "module $$m: GOWORK=off go build, go vet, go mod tidy -diff"; \
+		(cd $$m && GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) mod tidy -diff) || \
+			{ echo "module $$m does not stand on its own (see above): require what it imports, then GOWORK=off go mod tidy in $$m/"; exit 1; }; \
+	done
 
 bench: ## benchmarks (ratios against a baseline measured in the same run)
 	$(GO) test -run '^$$' -bench . -benchmem $(MODULES)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
+	"github.com/cloudoreg/cloudoreg/shared/kafka"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -107,7 +108,7 @@ func (m kafkaMsg) origin(topic string) string {
 func saramaConfig() *sarama.Config {
 	c := sarama.NewConfig()
 	c.ClientID = "cloudoreg-chaos"
-	c.Version = sarama.V2_8_0_0
+	c.Version = kafka.Version
 	c.Consumer.Fetch.Max = 8 << 20
 	return c
 }

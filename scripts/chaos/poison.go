@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/IBM/sarama"
+
+	"github.com/cloudoreg/cloudoreg/shared/kafka"
 )
 
 // poisonMsg is one message of the poison corpus: what the listener must
@@ -78,7 +80,7 @@ func poisonCorpus(org string, maxValue int) []poisonMsg {
 func producePoison(brokers []string, topic, org string, corpus []poisonMsg) (map[string]string, error) {
 	c := sarama.NewConfig()
 	c.ClientID = "cloudoreg-chaos-poison"
-	c.Version = sarama.V2_8_0_0
+	c.Version = kafka.Version
 	c.Producer.Return.Successes = true
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.MaxMessageBytes = 4 << 20

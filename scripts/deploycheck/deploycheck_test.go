@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -70,7 +71,7 @@ func TestConfigurationIsFound(t *testing.T) {
 
 func TestDockerfiles(t *testing.T) {
 	ps := programs(t)
-	goVersion, modules := workspace(t)
+	goVersion, _ := workspace(t)
 	minor := strings.Join(strings.SplitN(goVersion, ".", 3)[:2], ".")
 	for _, name := range []string{"listener", "processor", "stack"} {
 		p := ps[name]
@@ -81,22 +82,44 @@ func TestDockerfiles(t *testing.T) {
 			}
 			stages := parseDockerfile(t, rel)
 			if len(stages) < 2 {
-				t.Fatalf("%s: want a multi-stage build (golang build stage, minimal final stage), got %d stage(s)", rel, len(stages))
+				t.Fatalf("%s: want a multi-stage build (UBI Go toolset build stage, UBI micro/minimal final stage), got %d stage(s)", rel, len(stages))
 			}
 			build, final := stages[0], stages[len(stages)-1]
-			if !regexp.MustCompile(`(^|/)golang:` + regexp.QuoteMeta(minor) + `($|[.-])`).MatchString(build.From) {
-				t.Errorf("%s: build stage FROM %s; want golang:%s (go.work says go %s)", rel, build.From, minor, goVersion)
+			if !regexp.MustCompile(`^registry\.access\.redhat\.com/ubi9/go-toolset:` + regexp.QuoteMeta(minor) + `($|[.-])`).MatchString(build.From) {
+				t.Errorf("%s: build stage FROM %s; want registry.access.redhat.com/ubi9/go-toolset:%s (go.work says go %s)", rel, build.From, minor, goVersion)
 			}
-			checkBuildStage(t, rel, build, p, modules)
+			checkBuildStage(t, rel, build, p)
 			checkFinalStage(t, rel, final, build, p)
 		})
 	}
 }
 
-func checkBuildStage(t *testing.T, rel string, build stage, p *program, modules []string) {
+// moduleOf is the workspace module that holds the ./package pkg.
+func moduleOf(pkg string) string {
+	first, _, _ := strings.Cut(strings.TrimPrefix(pkg, "./"), "/")
+	return first
+}
+
+// replacedModules are the workspace modules that module's go.mod replaces
+// with a local directory: what its own build needs besides itself.
+func replacedModules(t *testing.T, module string) []string {
 	t.Helper()
+	var out []string
+	for _, m := range regexp.MustCompile(`=>\s*\.\./([a-z]+)`).FindAllStringSubmatch(readFile(t, module+"/go.mod"), -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// checkBuildStage: the program is built from its own module alone (GOWORK
+// off, only its module and the ones it replaces copied), statically, with
+// the version and revision stamped.
+func checkBuildStage(t *testing.T, rel string, build stage, p *program) {
+	t.Helper()
+	module := moduleOf(p.Cmd)
+	needed := append([]string{module}, replacedModules(t, module)...)
 	copied := map[string]int{} // source -> line
-	firstRun := 0
+	firstRun, workdir, env := 0, "", ""
 	var buildLine *instruction
 	for i, in := range build.Instr {
 		switch in.Cmd {
@@ -111,47 +134,55 @@ func checkBuildStage(t *testing.T, rel string, build stage, p *program, modules 
 					t.Errorf("%s:%d: COPY %s: no such file in the build context (the repository root)", rel, in.Line, src)
 				}
 			}
+		case "ENV":
+			env += " " + in.Args
+		case "WORKDIR":
+			workdir = in.Args
 		case "RUN":
 			if firstRun == 0 {
 				firstRun = in.Line
 			}
 			if strings.Contains(in.Args, "go build") {
 				buildLine = &build.Instr[i]
+				break
 			}
 		}
+		if buildLine != nil {
+			break
+		}
 	}
-	// The workspace loads only with every module's go.mod, and the module
-	// download runs before the sources are copied.
-	for _, m := range modules {
+	for _, f := range []string{".", "go.work", "go.work.sum"} {
+		if line, ok := copied[f]; ok {
+			t.Errorf("%s:%d: COPY %s: the image must build %s's module alone, not the workspace", rel, line, f, module)
+		}
+	}
+	for _, m := range needed {
 		for _, f := range []string{"go.mod", "go.sum"} {
-			src := filepath.Join(m, f)
-			line, ok := copied[src]
-			if !ok && copied["."] == 0 {
-				t.Errorf("%s: %s is never copied (go.work uses ./%s)", rel, src, m)
-			}
-			if f == "go.mod" && (!ok || line > firstRun) {
-				t.Errorf("%s: COPY %s before the first RUN (go mod download needs every module of go.work: %v)", rel, src, modules)
+			if line, ok := copied[filepath.Join(m, f)]; !ok || line > firstRun {
+				t.Errorf("%s: COPY %s/%s before the first RUN (the module download of %s needs %v)", rel, m, f, module, needed)
 			}
 		}
-	}
-	for _, f := range []string{"go.work", "go.work.sum"} {
-		if line, ok := copied[f]; exists(t, f) && (!ok || line > firstRun) {
-			t.Errorf("%s: COPY %s before the first RUN", rel, f)
+		if _, ok := copied[m]; !ok {
+			t.Errorf("%s: %s/ is never copied (%s needs %v)", rel, m, module, needed)
 		}
 	}
 	if buildLine == nil {
 		t.Fatalf("%s: no RUN ... go build in the build stage", rel)
 	}
 	args := buildLine.Args
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath"} {
-		if !strings.Contains(args, want) {
-			t.Errorf("%s:%d: go build without %s (want a static, reproducible binary)", rel, buildLine.Line, want)
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "GOWORK=off",
+		"-X github.com/cloudoreg/cloudoreg/shared/buildinfo.Version=", "-X github.com/cloudoreg/cloudoreg/shared/buildinfo.Revision="} {
+		if !strings.Contains(args, want) && !strings.Contains(env, want) {
+			t.Errorf("%s:%d: go build without %s (want a static, reproducible, stamped binary of one module)", rel, buildLine.Line, want)
 		}
+	}
+	if !strings.HasSuffix(strings.TrimRight(workdir, "/"), "/"+module) {
+		t.Errorf("%s:%d: go build runs in WORKDIR %q; want the module directory .../%s", rel, buildLine.Line, workdir, module)
 	}
 	var pkgs []string
 	for _, f := range strings.Fields(args) {
 		if strings.HasPrefix(f, "./") {
-			pkgs = append(pkgs, strings.TrimSuffix(f, "/"))
+			pkgs = append(pkgs, "./"+module+"/"+strings.TrimPrefix(strings.TrimSuffix(f, "/"), "./"))
 		}
 	}
 	if len(pkgs) == 0 {
@@ -167,10 +198,24 @@ func checkBuildStage(t *testing.T, rel string, build stage, p *program, modules 
 	}
 }
 
+// The programs build outside the workspace, from their own modules, as the
+// images build them.
+func TestProgramsBuildFromTheirOwnModule(t *testing.T) {
+	for name, p := range programs(t) {
+		module := moduleOf(p.Cmd)
+		cmd := exec.Command("go", "build", "-o", filepath.Join(t.TempDir(), name), "./"+strings.TrimPrefix(strings.TrimPrefix(p.Cmd, "./"), module+"/"))
+		cmd.Dir = filepath.Join(repoRoot(t), module)
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: GOWORK=off go build in %s/: %v\n%s", name, module, err, out)
+		}
+	}
+}
+
 func checkFinalStage(t *testing.T, rel string, final, build stage, p *program) {
 	t.Helper()
-	if !strings.HasPrefix(final.From, "gcr.io/distroless/static") && !strings.HasPrefix(final.From, "registry.access.redhat.com/ubi9/ubi-micro") {
-		t.Errorf("%s: final stage FROM %s; want gcr.io/distroless/static:nonroot or registry.access.redhat.com/ubi9/ubi-micro", rel, final.From)
+	if !regexp.MustCompile(`^registry\.access\.redhat\.com/ubi9/ubi-(micro|minimal):[0-9]+\.[0-9]+`).MatchString(final.From) {
+		t.Errorf("%s: final stage FROM %s; want registry.access.redhat.com/ubi9/ubi-micro (or ubi-minimal) at a pinned X.Y tag", rel, final.From)
 	}
 	user := ""
 	dests := map[string]bool{}

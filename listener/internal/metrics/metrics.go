@@ -2,7 +2,11 @@
 // bounded (event types, reasons, partitions): never an org, ARN or id.
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloudoreg/cloudoreg/shared/ops"
+)
 
 // Metrics are the listener's instruments.
 type Metrics struct {
@@ -20,11 +24,9 @@ type Metrics struct {
 	LastMarked     *prometheus.GaugeVec   // partition: last offset marked
 }
 
-// New registers the listener's metrics on a fresh registry (with the Go and
-// process collectors).
+// New registers the listener's metrics on a fresh registry (see ops.NewRegistry).
 func New() *Metrics {
-	r := prometheus.NewRegistry()
-	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	r := ops.NewRegistry()
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
 	m := &Metrics{
 		Registry: r,

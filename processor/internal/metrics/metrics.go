@@ -2,7 +2,11 @@
 // bounded (kinds, states, codes, targets): never an org, ARN or id.
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloudoreg/cloudoreg/shared/ops"
+)
 
 // Metrics are the processor's instruments.
 type Metrics struct {
@@ -19,11 +23,9 @@ type Metrics struct {
 	Checks          *prometheus.CounterVec   // outcome of availability check requests
 }
 
-// New registers the processor's metrics on a fresh registry (with the Go
-// and process collectors).
+// New registers the processor's metrics on a fresh registry (see ops.NewRegistry).
 func New() *Metrics {
-	r := prometheus.NewRegistry()
-	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	r := ops.NewRegistry()
 	m := &Metrics{
 		Registry: r,
 		Work: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -8,6 +8,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/kafka"
 )
 
 // Event types the stand-in raises, with the real service's names.
@@ -99,7 +100,7 @@ type publisher struct {
 func newPublisher(brokers []string, topic string) (*publisher, error) {
 	cfg := sarama.NewConfig()
 	cfg.ClientID = "sources-api-standin"
-	cfg.Version = sarama.V2_8_0_0
+	cfg.Version = kafka.Version
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Return.Errors = true

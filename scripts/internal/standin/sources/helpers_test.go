@@ -15,6 +15,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/kafka"
 	"github.com/sirupsen/logrus"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -102,7 +103,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 // events all share one partition (same key).
 func (e *env) readEvents() {
 	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
+	cfg.Version = kafka.Version
 	// Short fetch waits keep the tests quick; correctness does not depend on it.
 	cfg.Consumer.MaxWaitTime = 20 * time.Millisecond
 	consumer, err := sarama.NewConsumer(e.brokers, cfg)
@@ -328,7 +329,7 @@ func awaitCtx(t *testing.T) context.Context {
 func (e *env) produceStatus(key string, headers [][2]string, value any) {
 	e.t.Helper()
 	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
+	cfg.Version = kafka.Version
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	p, err := sarama.NewSyncProducer(e.brokers, cfg)

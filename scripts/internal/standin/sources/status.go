@@ -12,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/kafka"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
@@ -95,7 +96,7 @@ type statusConsumer struct {
 func (s *Server) startStatusConsumer(ctx context.Context) error {
 	cfg := sarama.NewConfig()
 	cfg.ClientID = "sources-api-standin-status"
-	cfg.Version = sarama.V2_8_0_0
+	cfg.Version = kafka.Version
 	// A message written before the group first joined must not be missed.
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	group, err := sarama.NewConsumerGroup(s.cfg.Brokers, s.cfg.StatusGroup, cfg)
