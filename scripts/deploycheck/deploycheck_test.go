@@ -144,11 +144,10 @@ func checkBuildStage(t *testing.T, rel string, build stage, p *program) {
 			}
 			if strings.Contains(in.Args, "go build") {
 				buildLine = &build.Instr[i]
-				break
 			}
 		}
 		if buildLine != nil {
-			break
+			break // what follows the build does not matter
 		}
 	}
 	for _, f := range []string{".", "go.work", "go.work.sum"} {

@@ -160,7 +160,7 @@ func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Val
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w: %v", path, ErrInvalid, err)
+		return fmt.Errorf("GET %s: %w: %w", path, ErrInvalid, err)
 	}
 	if t.OrgID != "" {
 		req.Header.Set(event.HeaderOrgID, t.OrgID)
@@ -182,7 +182,7 @@ func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Val
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("GET %s: %w: undecodable response: %v", path, ErrInvalid, err)
+			return fmt.Errorf("GET %s: %w: undecodable response: %w", path, ErrInvalid, err)
 		}
 		return nil
 	case resp.StatusCode == http.StatusNotFound:
@@ -215,7 +215,7 @@ func transportFailure(path string, err error) error {
 		errors.Is(cause, io.EOF), errors.Is(cause, io.ErrUnexpectedEOF), errors.Is(cause, syscall.ECONNRESET):
 		return &TransientError{Err: err}
 	default:
-		return fmt.Errorf("GET %s: %w: %v", path, ErrInvalid, err)
+		return fmt.Errorf("GET %s: %w: %w", path, ErrInvalid, err)
 	}
 }
 
