@@ -1,6 +1,7 @@
 // Package rhsm is Cloudoreg's client of the RHSM Cloud Access API
-// (docs/contract.md, "RHSM Cloud Access API"): it registers a customer's AWS account for cloud
-// access, removes a source's registrations and lists an org's accounts.
+// (docs/contract.md, "RHSM Cloud Access API"): it registers a customer's AWS
+// account for cloud access, removes a source's registrations and lists an
+// org's accounts.
 //
 // Failures are classified with package failure: 5xx, 429, 408, timeouts,
 // connection errors, redirects and credential rejections (401/403, a

@@ -83,7 +83,8 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("registered %v, want %v", got, want)
 	}
 
-	// The request is the contract's, byte for byte in meaning.
+	// The request is the one docs/contract.md ("RHSM Cloud Access API")
+	// describes, byte for byte in meaning.
 	req := f.recorded()[0]
 	if req.Method != http.MethodPost || req.Path != "/management/v1/cloud_access_providers/AWS/accounts" {
 		t.Fatalf("request %s %s", req.Method, req.Path)

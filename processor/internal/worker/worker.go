@@ -1,7 +1,8 @@
 // Package worker takes work from the JetStream work stream and runs
 // reconciles: one durable pull consumer per partition with MaxAckPending=1,
 // so a source is never worked on twice at once, yet any processor replica
-// can take any partition (DESIGN "Work stream and ordering").
+// can take any partition (README.md, "Decisions and why": "JetStream between
+// them, keyed by source").
 //
 // Transient failures are retried in place for a short window while the
 // message is kept alive with InProgress, then the source is parked (a due

@@ -13,7 +13,7 @@ import (
 )
 
 // fixturesDir holds the repository's copy of the team's example messages
-// (shared/event/testdata/fixtures, copied from the reference folder).
+// (shared/event/testdata/fixtures).
 const fixturesDir = "../../../../shared/event/testdata/fixtures"
 
 type fixture struct {

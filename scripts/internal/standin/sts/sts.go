@@ -1,5 +1,5 @@
-// Package sts is a local stand-in for AWS STS (docs/contract.md, "AWS STS"). It
-// speaks the AWS Query protocol as aws-sdk-go-v2's STS client sends and
+// Package sts is a local stand-in for AWS STS (docs/contract.md, "AWS STS").
+// It speaks the AWS Query protocol as aws-sdk-go-v2's STS client sends and
 // parses it: form-encoded requests with Action=AssumeRole or
 // Action=GetCallerIdentity, XML answers in the 2011-06-15 namespace, and
 // <ErrorResponse> errors with AWS's codes and HTTP statuses.
