@@ -1,8 +1,8 @@
 // Package awsverify verifies that Cloudoreg can use a customer's IAM role
-// (docs/contract.md, "AWS STS"): AssumeRole with Cloudoreg's own credentials, the
-// customer's external id and a session policy that allows nothing but
-// sts:GetCallerIdentity, then GetCallerIdentity with the temporary
-// credentials. Every failure comes back classified by package failure:
+// (docs/contract.md, "AWS STS"): AssumeRole with Cloudoreg's own
+// credentials, the customer's external id and a session policy that allows
+// nothing but sts:GetCallerIdentity, then GetCallerIdentity with the
+// temporary credentials. Every failure comes back classified by package failure:
 // permanent with the code to report (CG1004, CG3002, CG3003) or
 // transient (retried by the processor with its own backoff).
 //
@@ -304,6 +304,16 @@ func classify(op string, err error) error {
 
 	code := apiErr.ErrorCode()
 	msg := fmt.Errorf("%s: %s (HTTP %d, request id %s)", op, token(code), httpSt, token(reqID))
+	if by := credentialChainCall(op, err); by != "" {
+		// The SDK's credential chain (web identity, for one) failed to get
+		// Cloudoreg's own credentials: its STS call's error says nothing of
+		// the customer's role.
+		msg = fmt.Errorf("%s: getting Cloudoreg's credentials: %s: %s", op, by, token(code))
+		if throttlingCodes[code] || httpSt >= 500 || httpSt == http.StatusTooManyRequests {
+			return failure.Transient(Target, msg)
+		}
+		return failure.Transient(Target, fmt.Errorf("%w: %w", ErrServiceCredentials, msg))
+	}
 	switch {
 	case throttlingCodes[code] || httpSt >= 500 || httpSt == http.StatusTooManyRequests:
 		return failure.Transient(Target, msg)
@@ -313,6 +323,19 @@ func classify(op string, err error) error {
 		return failure.Transient(Target, fmt.Errorf("%w: %w", ErrServiceCredentials, msg))
 	}
 	return failure.Permanent(status.CG3002, Target, msg)
+}
+
+// credentialChainCall names the operation inside err that is not op: an
+// API call the SDK made on its own to get the credentials op is signed with
+// (AssumeRoleWithWebIdentity, for one). "" when err is op's alone.
+func credentialChainCall(op string, err error) string {
+	var oe *smithy.OperationError
+	for e := err; errors.As(e, &oe); e = oe.Err {
+		if oe.OperationName != op {
+			return token(oe.OperationName)
+		}
+	}
+	return ""
 }
 
 // tokenRE is what AWS error codes and request ids look like.

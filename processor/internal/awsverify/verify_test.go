@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
 	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
@@ -578,4 +582,43 @@ func TestTokenRepeatsOnlyIdentifiers(t *testing.T) {
 			t.Errorf("token(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// With the SDK's default chain (web identity in a pod), getting Cloudoreg's
+// own credentials is itself an STS call, made inside AssumeRole. Its errors,
+// AccessDenied included, are Cloudoreg's configuration, never the customer's.
+func TestCredentialChainErrorsAreOurs(t *testing.T) {
+	t.Parallel()
+	chain := func(code string, st int) error {
+		inner := &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRoleWithWebIdentity",
+			Err: &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: st}},
+				Err: &smithy.GenericAPIError{Code: code, Message: "quotes " + extID}}, RequestID: "req-9"}}
+		return &smithy.OperationError{ServiceID: "STS", OperationName: opAssumeRole, Err: fmt.Errorf("get identity: %w", inner)}
+	}
+	for _, tc := range []struct {
+		code   string
+		status int
+		ownErr bool
+	}{
+		{"AccessDenied", 403, true},
+		{"InvalidIdentityToken", 400, true},
+		{"ExpiredTokenException", 400, true},
+		{"Throttling", 400, false},
+		{"ServiceUnavailable", 503, false},
+	} {
+		err := classify(opAssumeRole, chain(tc.code, tc.status))
+		wantTransient(t, err)
+		if errors.Is(err, ErrServiceCredentials) != tc.ownErr {
+			t.Errorf("%s: ErrServiceCredentials should be %v: %v", tc.code, tc.ownErr, err)
+		}
+		if want := "AssumeRole: getting Cloudoreg's credentials: AssumeRoleWithWebIdentity: " + tc.code; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want it to contain %q", tc.code, err, want)
+		}
+		noSecrets(t, err)
+	}
+	// The customer's own answer to AssumeRole is still theirs.
+	own := &smithy.OperationError{ServiceID: "STS", OperationName: opAssumeRole,
+		Err: &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 403}},
+			Err: &smithy.GenericAPIError{Code: "AccessDenied"}}, RequestID: "req-9"}}
+	wantPermanent(t, classify(opAssumeRole, own), status.CG3002)
 }
