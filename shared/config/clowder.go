@@ -15,9 +15,10 @@ const PodBindHost = "0.0.0.0"
 
 // Overlay is what Clowder's cdappconfig.json decides for the pod, as far as
 // Cloudoreg uses it: the Kafka cluster and its credentials, the real topic
-// names, the HTTP ports and the Sources API's address. The environment configuration stays the base:
-// each method takes the value from the environment and returns Clowder's
-// when Clowder provides one. A nil *Overlay (no Clowder) changes nothing.
+// names, the HTTP ports and the Sources API's address. The environment
+// configuration stays the base: each method takes the value from the
+// environment and returns Clowder's when Clowder provides one. A nil
+// *Overlay (no Clowder) changes nothing.
 type Overlay struct {
 	kafka       *Kafka // nil: no kafka section
 	topics      map[string]string
