@@ -28,8 +28,9 @@ func (t Tenant) Key() string {
 	return t.AccountNumber
 }
 
-// ResolveTenant applies CONTRACT section 1: the tenant headers win; only when
-// both are empty is the identity decoded. Empty header values count as absent.
+// ResolveTenant applies docs/contract.md, "Event stream": the tenant headers
+// win; only when both are empty is the identity decoded. Empty header values
+// count as absent.
 func ResolveTenant(orgHeader, accountHeader, identityHeader string) (Tenant, error) {
 	if orgHeader != "" || accountHeader != "" {
 		return Tenant{OrgID: orgHeader, AccountNumber: accountHeader}, nil

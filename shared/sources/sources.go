@@ -1,6 +1,6 @@
-// Package sources is a client of the Sources REST API (CONTRACT section 3):
-// the few reads Cloudoreg needs, with every failure classified as gone,
-// misconfigured, transient or permanent.
+// Package sources is a client of the Sources REST API (docs/contract.md,
+// "Sources REST API"): the few reads Cloudoreg needs, with every failure
+// classified as gone, misconfigured, transient or permanent.
 package sources
 
 import (

@@ -1,6 +1,7 @@
 // Package availability serves the availability check Sources calls
-// (CONTRACT section 6): it answers at once and enqueues a re-verification
-// of the source, whose outcome reaches Sources through the status topic.
+// (docs/contract.md, "Availability check"): it answers at once and enqueues
+// a re-verification of the source, whose outcome reaches Sources through the
+// status topic.
 package availability
 
 import (

@@ -1,7 +1,8 @@
 // Package worker takes work from the JetStream work stream and runs
 // reconciles: one durable pull consumer per partition with MaxAckPending=1,
 // so a source is never worked on twice at once, yet any processor replica
-// can take any partition (DESIGN "Work stream and ordering").
+// can take any partition (README.md, "Decisions and why": "JetStream between
+// them, keyed by source").
 //
 // Transient failures are retried in place for a short window while the
 // message is kept alive with InProgress, then the source is parked (a due
@@ -189,7 +190,12 @@ func (w *Worker) attempt(ctx context.Context, log *logrus.Entry, m work.Message)
 		if time.Now().Add(delay).After(deadline) {
 			return o, n, err
 		}
-		log.WithError(err).WithField("attempt", n).Warn("transient failure, retrying in place")
+		entry := log.WithError(err).WithField("attempt", n)
+		if errors.Is(err, failure.ErrConfiguration) {
+			entry.Error("transient failure caused by Cloudoreg's configuration, retrying in place")
+		} else {
+			entry.Warn("transient failure, retrying in place")
+		}
 		if backoff.Sleep(ctx, delay) != nil {
 			return o, n, ctx.Err()
 		}
