@@ -51,7 +51,8 @@ type Message struct {
 	// Identity is the raw x-rh-identity, copied onto status messages. Secret.
 	Identity string
 	// Origin says where the work came from (topic/partition/offset, "check",
-	// "retry/<attempt>"): for logs and as the JetStream dedup id.
+	// "retry/<source>/<parked revision>"): for logs and as the JetStream
+	// dedup id.
 	Origin string
 	// Attempt and FirstFailure carry the retry budget across a parked retry.
 	Attempt      int

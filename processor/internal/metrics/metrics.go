@@ -6,17 +6,18 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the processor's instruments.
 type Metrics struct {
-	Registry        *prometheus.Registry
-	Work            *prometheus.CounterVec   // kind, state, code
-	WorkSeconds     prometheus.Histogram     // one work message, retries included
-	CallSeconds     *prometheus.HistogramVec // target, operation
-	CallErrors      *prometheus.CounterVec   // target, kind (transient, permanent)
-	Retries         *prometheus.CounterVec   // target
-	Parked          prometheus.Counter       // reconciles parked for a later retry
-	RetriesEnqueued prometheus.Counter       // parked retries that became due and were enqueued
-	DeadLetters     *prometheus.CounterVec   // reason
-	StatusMessages  *prometheus.CounterVec   // status
-	Checks          *prometheus.CounterVec   // outcome of availability check requests
+	Registry         *prometheus.Registry
+	Work             *prometheus.CounterVec   // kind, state, code
+	WorkSeconds      prometheus.Histogram     // one work message, retries included
+	CallSeconds      *prometheus.HistogramVec // target, operation
+	CallErrors       *prometheus.CounterVec   // target, kind (transient, permanent)
+	Retries          *prometheus.CounterVec   // target
+	Parked           prometheus.Counter       // reconciles parked for a later retry
+	RetriesEnqueued  prometheus.Counter       // parked retries that became due and were enqueued
+	RetriesDuplicate prometheus.Counter       // due parked retries the stream already held (not enqueued again)
+	DeadLetters      *prometheus.CounterVec   // reason
+	StatusMessages   *prometheus.CounterVec   // status
+	Checks           *prometheus.CounterVec   // outcome of availability check requests
 }
 
 // New registers the processor's metrics on a fresh registry (with the Go
@@ -56,6 +57,10 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_parked_retries_enqueued_total",
 			Help: "Parked retries that became due and were enqueued as work.",
 		}),
+		RetriesDuplicate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudoreg_processor_parked_retries_duplicate_total",
+			Help: "Due parked retries whose publish the work stream took for a duplicate of one it holds (the entry is kept).",
+		}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudoreg_processor_dead_letters_total",
 			Help: "Work messages copied to the dead-letter stream, by reason.",
@@ -69,7 +74,7 @@ func New() *Metrics {
 			Help: "Availability check requests from Sources, by outcome.",
 		}, []string{"outcome"}),
 	}
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.StatusMessages, m.Checks)
+	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetriesDuplicate, m.DeadLetters, m.StatusMessages, m.Checks)
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.

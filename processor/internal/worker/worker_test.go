@@ -24,6 +24,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/status"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -345,5 +346,79 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	h := dead.Headers()
 	if h.Get(HeaderDLQReason) != "max_deliveries" || h.Get(work.HeaderSourceID) != "9" || h.Get(HeaderDLQDeliveries) != "2" {
 		t.Errorf("dead letter headers %v", h)
+	}
+}
+
+// TestParkedTwiceWithinDuplicateWindow: a source that fails, is parked and
+// recovers, then fails again with the same attempt count inside the
+// stream's duplicate window, gets both retries enqueued and applied; the
+// second one must not be taken for a duplicate of the first.
+func TestParkedTwiceWithinDuplicateWindow(t *testing.T) {
+	e := newTestEnv(t, 1)
+	cfg := testConfig()
+	// Shorter than the first in-place delay: every episode parks after
+	// exactly one attempt, so both parked retries carry attempt 1.
+	cfg.Partitions, cfg.InPlace = 1, time.Millisecond
+	rec := newRecorder(2, 0)
+	rec.transient["5"] = 1
+	w, _ := e.startWorker(cfg, rec, &nopReporter{})
+	js := e.connect()
+	e.publish(js, msg("5", 1))
+	testkit.Await(t, waitLimit, "the first episode's retry applied", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.order["5"]) == 1
+	})
+	rec.mu.Lock()
+	rec.transient["5"] = 1
+	rec.mu.Unlock()
+	e.publish(js, msg("5", 2))
+	await(t, rec.doneCh, "the second episode's retry applied")
+	rec.mu.Lock()
+	got := rec.order["5"]
+	rec.mu.Unlock()
+	if len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Errorf("applied %v, want both events after their retries", got)
+	}
+	// The sweeper counts after its publish, which the reconcile may beat.
+	testkit.Await(t, waitLimit, "two parked retries counted as enqueued", func() bool {
+		return testutilValue(w.metrics.RetriesEnqueued) == 2
+	})
+}
+
+// TestParkedRetryAlreadyEnqueuedIsKept: when another sweeper already stored
+// the retry of this parked episode, the publish is a duplicate: counted, and
+// the entry stays for the one that stored it to delete.
+func TestParkedRetryAlreadyEnqueuedIsKept(t *testing.T) {
+	e := newTestEnv(t, 1)
+	js := e.connect()
+	ctx := context.Background()
+	parked, err := OpenParked(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w := New(testConfig(), js, newRecorder(0, 0), &nopReporter{}, nil, parked, metrics.New(), logrus.NewEntry(log))
+	rev, err := parked.Put(ctx, parkedKey("8"), []byte(`{"due":"2000-01-01T00:00:00Z","attempt":1,"kind":"Authentication.update","source_id":"8","org_id":"o1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := msg("8", 1)
+	other.Origin = fmt.Sprintf("retry/8/%d", rev) // what the other sweeper stored
+	if dup, err := Enqueue(ctx, js, other); err != nil || dup {
+		t.Fatalf("the other sweeper's publish: duplicate %v, %v", dup, err)
+	}
+	if err := w.enqueueIfDue(ctx, parkedKey("8")); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutilValue(w.metrics.RetriesDuplicate); n != 1 {
+		t.Errorf("duplicates counted %v, want 1", n)
+	}
+	if n := testutilValue(w.metrics.RetriesEnqueued); n != 0 {
+		t.Errorf("enqueued counted %v, want 0", n)
+	}
+	if _, err := parked.Get(ctx, parkedKey("8")); err != nil {
+		t.Errorf("the parked entry was dropped on a duplicate: %v", err)
 	}
 }
