@@ -117,12 +117,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	w := worker.New(p.workerConfig(), js, rec, reporter, stores.outcomes, stores.parked, p.metrics, p.log)
-	if err := w.Start(ctx); err != nil {
+	if err := w.Start(ctx, nc); err != nil {
 		return err
-	}
-	sub, err := w.WatchMaxDeliveries(nc)
-	if err != nil {
-		return fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
 	}
 	p.ready.Set("consumers", true, "")
 	p.log.WithField("partitions", p.cfg.Work.Partitions).Info("processor consuming")
@@ -130,7 +126,6 @@ func (p *Processor) Run(ctx context.Context) error {
 	<-ctx.Done()
 	p.ready.Set("consumers", false, "shutting down")
 	p.log.Info("processor stopping: finishing work in progress")
-	_ = sub.Unsubscribe()
 	w.Stop(p.cfg.ShutdownGrace)
 	if err := nc.Drain(); err != nil {
 		p.log.WithError(err).Warn("draining the NATS connection")

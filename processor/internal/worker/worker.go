@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
@@ -57,8 +58,9 @@ type Worker struct {
 	metrics   *metrics.Metrics
 	log       *logrus.Entry
 
-	consuming []jetstream.ConsumeContext
-	inflight  sync.WaitGroup
+	consuming  []jetstream.ConsumeContext
+	advisories *nats.Subscription
+	inflight   sync.WaitGroup
 	// workCtx bounds reconciles; it ends only when the shutdown grace is spent.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
@@ -84,9 +86,18 @@ func ConsumerConfig(cfg Config, p int) jetstream.ConsumerConfig {
 	}
 }
 
-// Start declares (create or update) every partition consumer and starts
-// pulling from all of them.
-func (w *Worker) Start(ctx context.Context) error {
+// Start subscribes to the max-deliveries advisory, dead-letters what the
+// server gave up on while no processor listened, then declares (create or
+// update) every partition consumer and starts pulling from all of them. In
+// that order: the server gives up on an exhausted message at the next pull,
+// and an advisory nobody hears is lost.
+func (w *Worker) Start(ctx context.Context, nc *nats.Conn) error {
+	sub, err := w.watchMaxDeliveries(nc)
+	if err != nil {
+		return fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
+	}
+	w.advisories = sub
+	w.deadLetterExhausted(ctx)
 	for p := 0; p < w.cfg.Partitions; p++ {
 		c, err := w.js.CreateOrUpdateConsumer(ctx, work.StreamName, ConsumerConfig(w.cfg, p))
 		if err != nil {
@@ -115,6 +126,9 @@ func (w *Worker) consumeError(_ jetstream.ConsumeContext, err error) {
 // Stop stops taking work, waits up to grace for reconciles in progress, then
 // cancels the rest: their messages are handed back (Nak) for another replica.
 func (w *Worker) Stop(grace time.Duration) {
+	if w.advisories != nil {
+		_ = w.advisories.Unsubscribe()
+	}
 	for _, cc := range w.consuming {
 		cc.Stop()
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,10 +161,7 @@ func (e *testEnv) startWorker(cfg Config, r Reconciler, rep reconcile.Reporter) 
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	w := New(cfg, js, r, rep, out, parked, metrics.New(), logrus.NewEntry(log))
-	if err := w.Start(ctx); err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := w.WatchMaxDeliveries(nc); err != nil {
+	if err := w.Start(ctx, nc); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { w.Stop(time.Second); nc.Close() })
@@ -309,7 +307,7 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	w := New(cfg, js, newRecorder(0, 0), &nopReporter{}, nil, nil, metrics.New(), logrus.NewEntry(log))
-	sub, err := w.WatchMaxDeliveries(nc)
+	sub, err := w.watchMaxDeliveries(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,4 +419,102 @@ func TestParkedRetryAlreadyEnqueuedIsKept(t *testing.T) {
 	if _, err := parked.Get(ctx, parkedKey("8")); err != nil {
 		t.Errorf("the parked entry was dropped on a duplicate: %v", err)
 	}
+}
+
+// TestMessageExhaustedWhileAllProcessorsDownIsDeadLettered: every delivery
+// of a message dies unacknowledged while no processor watches the
+// max-deliveries advisory; the server gives up on it either at the first
+// pull of the restarted processors or before, at a pull of a processor that
+// died too (nobody heard that advisory). Either way the restarted processors
+// dead-letter it, once.
+func TestMessageExhaustedWhileAllProcessorsDownIsDeadLettered(t *testing.T) {
+	for name, pullBefore := range map[string]bool{"given up at the restart": false, "given up while nobody listened": true} {
+		t.Run(name, func(t *testing.T) { exhaustWhileDown(t, pullBefore) })
+	}
+}
+
+func exhaustWhileDown(t *testing.T, pullBefore bool) {
+	e := newTestEnv(t, 2)
+	cfg := testConfig()
+	cfg.Partitions, cfg.AckWait, cfg.MaxDeliver = 2, time.Second, 2
+	nc, js := e.conn()
+	defer nc.Close()
+	ctx := context.Background()
+	e.publish(js, msg("12", 0)) // other sources' messages, stored before and after
+	m := msg("11", 1)
+	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish(js, msg("13", 2))
+	cons := partitionConsumer(t, js, cfg, ack.Sequence)
+	// The processors that took source 11's message died on it, every time.
+	deliveries := cfg.MaxDeliver
+	if pullBefore {
+		deliveries++ // the pull at which the server gives up: the next message of the partition, if any
+	}
+	for delivery := 1; delivery <= deliveries; delivery++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*cfg.AckWait))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if delivery <= cfg.MaxDeliver && m.Headers().Get(work.HeaderSourceID) != "11" {
+				t.Fatalf("delivery %d: source %s, want 11", delivery, m.Headers().Get(work.HeaderSourceID))
+			}
+		}
+	}
+	if pullBefore {
+		testkit.Await(t, waitLimit, "the server to give up on the message", func() bool {
+			info, err := cons.Info(ctx)
+			return err == nil && (info.NumAckPending == 0 || info.Delivered.Stream > ack.Sequence)
+		})
+	}
+	// The processors start again (two of them, and one more later): one dead letter.
+	e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
+	e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
+	dlq, err := js.Stream(ctx, work.DLQStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Await(t, waitLimit, "a dead letter", func() bool {
+		info, err := dlq.Info(ctx)
+		return err == nil && info.State.Msgs > 0
+	})
+	late, _ := e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
+	info, _ := dlq.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Errorf("%d dead letters, want 1", info.State.Msgs)
+	}
+	dead, err := dlq.GetMsg(ctx, info.State.FirstSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead.Header.Get(HeaderDLQReason) != "max_deliveries" || dead.Header.Get(work.HeaderSourceID) != "11" {
+		t.Errorf("dead letter headers %v", dead.Header)
+	}
+	if n := testutilValue(late.metrics.DeadLetters.WithLabelValues("max_deliveries")); n != 0 {
+		t.Errorf("a processor started later counted %v dead letters for a message already dead-lettered", n)
+	}
+}
+
+// partitionConsumer declares the partition consumer that holds stream
+// sequence seq, as the processors declare it.
+func partitionConsumer(t *testing.T, js jetstream.JetStream, cfg Config, seq uint64) jetstream.Consumer {
+	t.Helper()
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, work.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(strings.Split(stored.Subject, ".")[2]) // cloudoreg.work.<p>.<source>
+	cons, err := js.CreateOrUpdateConsumer(ctx, work.StreamName, ConsumerConfig(cfg, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cons
 }
