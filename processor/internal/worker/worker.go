@@ -45,6 +45,9 @@ type Config struct {
 // Reconciler runs one reconcile.
 type Reconciler interface {
 	Reconcile(ctx context.Context, m work.Message) (reconcile.Outcome, error)
+	// ApplicationID resolves the application to report on for work that
+	// names none.
+	ApplicationID(ctx context.Context, m work.Message) (string, error)
 }
 
 // Worker consumes the work stream.
@@ -240,21 +243,37 @@ func (w *Worker) giveUp(ctx context.Context, log *logrus.Entry, msg jetstream.Ms
 		_ = msg.NakWithDelay(w.cfg.Backoff.Max)
 		return
 	}
-	reported := "no application id to report on"
-	if m.ApplicationID != "" {
-		if err := w.reporter.Report(ctx, m, status.UnavailableMessage(m.ApplicationID, status.CG3000)); err != nil {
-			reported = "reporting CG3000 failed too: " + err.Error()
-		} else {
-			reported = "reported CG3000"
-		}
-	}
+	appID, reported := w.reportBudgetSpent(ctx, m, cause)
 	w.clearParked(ctx, m.SourceID)
-	w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: m.ApplicationID, Attempts: total})
+	w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: appID, Attempts: total})
 	w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(reconcile.StateUnavailable), string(status.CG3000)).Inc()
 	log.WithError(cause).WithField("attempts", total).Error("retry budget spent, message dead-lettered: " + reported)
 	if err := msg.Term(); err != nil {
 		log.WithError(err).Warn("terminating a dead-lettered message failed")
 	}
+}
+
+// reportBudgetSpent tells the customer CG3000 on the work's application, or
+// on the source's cloud-meter application for work that names none (an
+// availability check). It returns the application and what was done.
+func (w *Worker) reportBudgetSpent(ctx context.Context, m work.Message, cause error) (appID, reported string) {
+	appID = m.ApplicationID
+	if appID == "" {
+		if failure.TargetOf(cause) == "sources" {
+			return "", "no application to report on: Sources, which names it, is the failing dependency"
+		}
+		var err error
+		if appID, err = w.reconcile.ApplicationID(ctx, m); err != nil {
+			return "", "no application to report on: resolving it in Sources failed: " + err.Error()
+		}
+		if appID == "" {
+			return "", "no application to report on: the source has no cloud-meter application"
+		}
+	}
+	if err := w.reporter.Report(ctx, m, status.UnavailableMessage(appID, status.CG3000)); err != nil {
+		return appID, "reporting CG3000 failed too: " + err.Error()
+	}
+	return appID, "reported CG3000"
 }
 
 func (w *Worker) record(ctx context.Context, m work.Message, r outcomes.Record) {

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,6 +86,8 @@ func (r *recorder) Reconcile(ctx context.Context, m work.Message) (reconcile.Out
 	}
 	return reconcile.Outcome{State: reconcile.StateAvailable}, nil
 }
+
+func (r *recorder) ApplicationID(context.Context, work.Message) (string, error) { return "", nil }
 
 type nopReporter struct {
 	mu   sync.Mutex
@@ -517,4 +521,61 @@ func partitionConsumer(t *testing.T, js jetstream.JetStream, cfg Config, seq uin
 		t.Fatal(err)
 	}
 	return cons
+}
+
+// failing fails every reconcile transiently at target; its source's
+// cloud-meter application is app ("" when it has none).
+type failing struct {
+	target, app string
+	resolved    atomic.Int32
+}
+
+func (f *failing) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
+	return reconcile.Outcome{}, failure.Transient(f.target, fmt.Errorf("%s keeps failing", f.target))
+}
+
+func (f *failing) ApplicationID(context.Context, work.Message) (string, error) {
+	f.resolved.Add(1)
+	return f.app, nil
+}
+
+// TestBudgetSpentOnWorkWithoutApplicationTellsTheCustomer: work that names
+// no application (an availability check) and spends its retry budget is
+// dead-lettered and reported as CG3000 on the source's cloud-meter
+// application; when Sources itself is what fails, nothing can be resolved:
+// dead-lettered only.
+func TestBudgetSpentOnWorkWithoutApplicationTellsTheCustomer(t *testing.T) {
+	for _, c := range []struct {
+		target, app string
+		want        []status.Message
+	}{
+		{"sts", "42", []status.Message{status.UnavailableMessage("42", status.CG3000)}},
+		{"rhsm", "", nil}, // no cloud-meter application (any more): nobody to tell
+		{"sources", "42", nil},
+	} {
+		t.Run(c.target+"/"+c.app, func(t *testing.T) {
+			e := newTestEnv(t, 1)
+			cfg := testConfig()
+			cfg.Partitions, cfg.InPlace, cfg.Budget = 1, time.Millisecond, 100*time.Millisecond
+			rec := &failing{target: c.target, app: c.app}
+			rep := &nopReporter{}
+			w, _ := e.startWorker(cfg, rec, rep)
+			js := e.connect()
+			e.publish(js, work.Message{Kind: work.KindCheck, SourceID: "21", Tenant: event.Tenant{OrgID: "o1"}, Origin: "check"})
+			testkit.Await(t, waitLimit, "the budget to be spent", func() bool {
+				return testutilValue(w.metrics.Work.WithLabelValues(work.KindCheck, "unavailable", "CG3000")) == 1
+			})
+			if n := testutilValue(w.metrics.DeadLetters.WithLabelValues("budget_spent")); n != 1 {
+				t.Errorf("%v dead letters, want 1", n)
+			}
+			rep.mu.Lock()
+			defer rep.mu.Unlock()
+			if !slices.Equal(rep.sent, c.want) {
+				t.Errorf("reported %v, want %v", rep.sent, c.want)
+			}
+			if n := rec.resolved.Load(); c.target == "sources" && n != 0 {
+				t.Errorf("asked the failing Sources for the application %d times", n)
+			}
+		})
+	}
 }
