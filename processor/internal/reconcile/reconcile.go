@@ -95,9 +95,9 @@ type State string
 const (
 	StateAvailable   State = "available"
 	StateUnavailable State = "unavailable"
-	StateRemoved     State = "removed"  // no cloud-meter application or link: nothing registered
-	StatePaused      State = "paused"   // left as it was, nothing reported
-	StateNotOurs     State = "not_ours" // a source without cloud-meter, never registered
+	StateRemoved     State = "removed"   // no cloud-meter application or link: nothing registered
+	StatePaused      State = "paused"    // left as it was, nothing reported
+	StateNotOurs     State = "not_ours"  // a source without cloud-meter, never registered
 	StateOtherOrg    State = "other_org" // the source's claim is another org's: nothing changed
 )
 
