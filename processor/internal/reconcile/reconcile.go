@@ -95,10 +95,12 @@ type State string
 const (
 	StateAvailable   State = "available"
 	StateUnavailable State = "unavailable"
-	StateRemoved     State = "removed"   // no cloud-meter application or link: nothing registered
-	StatePaused      State = "paused"    // left as it was, nothing reported
-	StateNotOurs     State = "not_ours"  // a source without cloud-meter, never registered
-	StateOtherOrg    State = "other_org" // the source's claim is another org's: nothing changed
+	StateRemoved     State = "removed"  // no cloud-meter application or link: nothing registered
+	StatePaused      State = "paused"   // left as it was, nothing reported
+	StateNotOurs     State = "not_ours" // a source without cloud-meter, never registered
+	// The source's claim is another org's (Sources answered the work's
+	// tenant 404): nothing changed, nothing reported.
+	StateOtherOrg State = "other_org"
 )
 
 // Outcome is the result of one reconcile.
