@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
@@ -53,7 +52,7 @@ func New(cfg Config, log *logrus.Entry) (*Processor, error) {
 		return nil, fmt.Errorf("metrics port: %w", err)
 	}
 	p.ops = srv
-	check := &availability.Handler{Work: p, Log: log, Counted: func(o string) { p.metrics.Checks.WithLabelValues(o).Inc() }}
+	check := &availability.Handler{Work: p, Log: log, Window: cfg.CheckWindow, Counted: func(o string) { p.metrics.Checks.WithLabelValues(o).Inc() }}
 	private, err := ops.Serve(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.PrivatePort)), availability.Mux(check))
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
@@ -70,12 +69,11 @@ func (p *Processor) OpsAddr() string { return p.ops.Addr() }
 func (p *Processor) PrivateAddr() string { return p.private.Addr() }
 
 // Enqueue publishes a work message (the availability check uses it).
-func (p *Processor) Enqueue(ctx context.Context, m work.Message) error {
+func (p *Processor) Enqueue(ctx context.Context, m work.Message) (duplicate bool, err error) {
 	if p.js == nil {
-		return fmt.Errorf("not connected to JetStream yet")
+		return false, fmt.Errorf("not connected to JetStream yet")
 	}
-	_, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()})
-	return err
+	return worker.Enqueue(ctx, p.js, m)
 }
 
 // Run processes work until ctx ends, then stops within the grace period.

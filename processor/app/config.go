@@ -25,6 +25,8 @@ type Config struct {
 	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101"`
 	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
 	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000"`
+	// CheckWindow coalesces availability checks of one source.
+	CheckWindow time.Duration `env:"AVAILABILITY_CHECK_WINDOW" envDefault:"1m"`
 
 	// STS: an empty endpoint means AWS's own. Credentials empty: the SDK's
 	// default chain (web identity, instance role), except against a loopback

@@ -87,7 +87,7 @@ func New() *Metrics {
 	for _, target := range []string{"sources", "sts", "rhsm", "kafka", "claims"} {
 		m.Retries.WithLabelValues(target)
 	}
-	for _, outcome := range []string{"accepted", "bad_request", "no_tenant", "unavailable", "method_not_allowed"} {
+	for _, outcome := range []string{"accepted", "coalesced", "bad_request", "too_large", "no_tenant", "unavailable", "method_not_allowed"} {
 		m.Checks.WithLabelValues(outcome)
 	}
 	return m
