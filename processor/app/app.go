@@ -18,6 +18,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/processor/internal/claims"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
+	"github.com/cloudoreg/cloudoreg/processor/internal/periodic"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 	"github.com/cloudoreg/cloudoreg/processor/internal/report"
 	"github.com/cloudoreg/cloudoreg/processor/internal/worker"
@@ -118,6 +119,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err := w.Start(ctx, nc); err != nil {
 		return err
 	}
+	if p.cfg.ReconcileEvery > 0 {
+		go p.periodic(stores.claims).Run(ctx)
+	}
 	p.ready.Set("consumers", true, "")
 	p.log.WithField("partitions", p.cfg.Work.Partitions).Info("processor consuming")
 
@@ -199,6 +203,14 @@ func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporte
 		Claims:   cl,
 		Reporter: reporter,
 	}, nil
+}
+
+func (p *Processor) periodic(cl periodic.Claimed) *periodic.Sweeper {
+	return &periodic.Sweeper{
+		Every: p.cfg.ReconcileEvery, Claims: cl, Log: p.log,
+		Enqueue:  func(ctx context.Context, m work.Message) (bool, error) { return worker.Enqueue(ctx, p.js, m) },
+		Enqueued: p.metrics.PeriodicEnqueued.Inc,
+	}
 }
 
 func (p *Processor) workerConfig() worker.Config {

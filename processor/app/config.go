@@ -59,6 +59,10 @@ type Config struct {
 	ParkMax      time.Duration `env:"RETRY_PARK_MAX" envDefault:"10m"`
 	SweepEvery   time.Duration `env:"RETRY_SWEEP_INTERVAL" envDefault:"5s"`
 
+	// ReconcileEvery: every source holding an account claim is reconciled
+	// again at least this often (0: never).
+	ReconcileEvery time.Duration `env:"RECONCILE_EVERY" envDefault:"24h"`
+
 	KVReplicas    int           `env:"KV_REPLICAS" envDefault:"1"`
 	OutcomeTTL    time.Duration `env:"OUTCOME_TTL" envDefault:"2160h"`
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"20s"`
@@ -94,6 +98,8 @@ func (c Config) validate() error {
 		return errors.New("RETRY_IN_PLACE and RETRY_BUDGET must be positive")
 	case c.SweepEvery <= 0:
 		return errors.New("RETRY_SWEEP_INTERVAL must be positive")
+	case c.ReconcileEvery < 0:
+		return errors.New("RECONCILE_EVERY must not be negative (0 disables it)")
 	}
 	return nil
 }

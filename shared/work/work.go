@@ -21,10 +21,14 @@ const (
 	DLQPrefix     = "cloudoreg.dlq."
 )
 
-// KindCheck is the kind of work that does not come from the Sources event
-// stream: an availability check asked for by Sources. (A parked retry keeps
-// the kind of the work it retries; its attempt header marks it.)
-const KindCheck = "Cloudoreg.check"
+// Kinds of work that do not come from the Sources event stream: an
+// availability check asked for by Sources, and the periodic reconcile of a
+// source that holds an account claim. (A parked retry keeps the kind of the
+// work it retries; its attempt header marks it.)
+const (
+	KindCheck     = "Cloudoreg.check"
+	KindReconcile = "Cloudoreg.reconcile"
+)
 
 // NATS header names of a work message.
 const (

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -187,6 +188,32 @@ func (s *Store) Account(ctx context.Context, orgID, sourceID string) (string, er
 		return "", err
 	}
 	return held.AccountID, nil
+}
+
+// Claimed implements periodic.Claimed: the source, account and org of every
+// source that holds a claim.
+func (s *Store) Claimed(ctx context.Context) ([]reconcile.Claim, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, sourceKey("*"))
+	if err != nil {
+		return nil, failure.Transient("claims", err)
+	}
+	var ids []string
+	for k := range lister.Keys() {
+		if id, ok := strings.CutPrefix(k, sourceKey("")); ok {
+			ids = append(ids, id)
+		}
+	}
+	var out []reconcile.Claim
+	for _, id := range ids {
+		held, _, found, err := s.source(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out = append(out, reconcile.Claim{SourceID: id, AccountID: held.AccountID, OrgID: held.OrgID})
+		}
+	}
+	return out, nil
 }
 
 func isWrongRevision(err error) bool {

@@ -178,3 +178,33 @@ func TestOnlyTheOwningOrgChangesAClaim(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimedListsEverySourceWithItsOrg: the periodic reconcile's view.
+func TestClaimedListsEverySourceWithItsOrg(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	if got, err := s.Claimed(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("empty bucket: %v, %v", got, err)
+	}
+	for i, acct := range []string{"111111111111", "222222222222", "333333333333"} {
+		if err := s.Claim(ctx, claim(strconv.Itoa(i+1), acct, "arn:"+acct)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Release(ctx, "o2", "2"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Claimed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"1": "111111111111/o1", "3": "333333333333/o3"}
+	if len(got) != len(want) {
+		t.Fatalf("claimed %v, want %v", got, want)
+	}
+	for _, c := range got {
+		if want[c.SourceID] != c.AccountID+"/"+c.OrgID {
+			t.Errorf("claimed %v, want %v", got, want)
+		}
+	}
+}

@@ -18,7 +18,17 @@ type Metrics struct {
 	DeadLetters      *prometheus.CounterVec   // reason
 	StatusMessages   *prometheus.CounterVec   // status
 	Checks           *prometheus.CounterVec   // outcome of availability check requests
+	PeriodicEnqueued prometheus.Counter       // periodic reconciles stored in the work stream
+	PeriodicRepairs  *prometheus.CounterVec   // repair: RepairRemoved, RepairReregistered, RepairStatusResent
 }
+
+// Repairs a periodic reconcile counts, compared with the source's last
+// recorded outcome (see the worker).
+const (
+	RepairRemoved      = "removed"
+	RepairReregistered = "re-registered"
+	RepairStatusResent = "status re-sent"
+)
 
 // New registers the processor's metrics on a fresh registry (with the Go
 // and process collectors).
@@ -74,7 +84,18 @@ func New() *Metrics {
 			Help: "Availability check requests from Sources, by outcome.",
 		}, []string{"outcome"}),
 	}
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetriesDuplicate, m.DeadLetters, m.StatusMessages, m.Checks)
+	m.PeriodicEnqueued = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "cloudoreg_processor_periodic_reconciles_enqueued_total",
+		Help: "Periodic reconciles of sources holding an account claim, enqueued as work.",
+	})
+	m.PeriodicRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cloudoreg_processor_periodic_repairs_total",
+		Help: "Periodic reconciles that changed what the source's last recorded outcome said, by repair (removed, re-registered, status re-sent).",
+	}, []string{"repair"})
+	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetriesDuplicate, m.DeadLetters, m.StatusMessages, m.Checks, m.PeriodicEnqueued, m.PeriodicRepairs)
+	for _, repair := range []string{RepairRemoved, RepairReregistered, RepairStatusResent} {
+		m.PeriodicRepairs.WithLabelValues(repair)
+	}
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.

@@ -216,6 +216,9 @@ func (w *Worker) attempt(ctx context.Context, log *logrus.Entry, m work.Message)
 // finished acks a message whose reconcile reached an outcome.
 func (w *Worker) finished(ctx context.Context, log *logrus.Entry, msg jetstream.Msg, m work.Message, o reconcile.Outcome, attempts int) {
 	w.clearParked(ctx, m.SourceID)
+	if m.Kind == work.KindReconcile {
+		w.countRepairs(ctx, log, m.SourceID, o)
+	}
 	w.record(ctx, m, outcomes.Record{State: string(o.State), Code: string(o.Code), ApplicationID: o.ApplicationID, AccountID: o.AccountID, Attempts: m.Attempt + attempts})
 	w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(o.State), string(o.Code)).Inc()
 	entry := log.WithFields(logrus.Fields{"state": o.State, "attempts": m.Attempt + attempts})
@@ -225,6 +228,36 @@ func (w *Worker) finished(ctx context.Context, log *logrus.Entry, msg jetstream.
 	entry.Info("source reconciled")
 	if err := msg.Ack(); err != nil {
 		log.WithError(err).Warn("ack failed: the message will be redelivered and reconciled again")
+	}
+}
+
+// countRepairs counts what a periodic reconcile repaired, by comparing its
+// outcome with the source's last recorded one (what the events before it
+// left; no record counts as anything else):
+//   - removed: it ends removed and the record did not say removed (the
+//     source held a claim, so a registration was left behind);
+//   - re-registered: it ends available and the record did not say
+//     available with the same AWS account;
+//   - status re-sent: it ends available or unavailable and the record said
+//     another state or code (the customer saw something else).
+func (w *Worker) countRepairs(ctx context.Context, log *logrus.Entry, sourceID string, o reconcile.Outcome) {
+	prev, _ := w.outcomes.Get(ctx, sourceID)
+	var repairs []string
+	if o.State == reconcile.StateRemoved && prev.State != string(reconcile.StateRemoved) {
+		repairs = append(repairs, metrics.RepairRemoved)
+	}
+	if o.State == reconcile.StateAvailable && (prev.State != string(o.State) || prev.AccountID != o.AccountID) {
+		repairs = append(repairs, metrics.RepairReregistered)
+	}
+	reported := o.State == reconcile.StateAvailable || o.State == reconcile.StateUnavailable
+	if reported && (prev.State != string(o.State) || prev.Code != string(o.Code)) {
+		repairs = append(repairs, metrics.RepairStatusResent)
+	}
+	for _, r := range repairs {
+		w.metrics.PeriodicRepairs.WithLabelValues(r).Inc()
+	}
+	if len(repairs) > 0 {
+		log.WithFields(logrus.Fields{"repairs": repairs, "recorded_state": prev.State, "recorded_code": prev.Code}).Warn("periodic reconcile repaired what an event had left")
 	}
 }
 
@@ -306,7 +339,7 @@ func heartbeat(msg jetstream.Msg, every time.Duration) (stop func()) {
 }
 
 func kindLabel(kind string) string {
-	if event.Routed(kind) || kind == work.KindCheck {
+	if event.Routed(kind) || kind == work.KindCheck || kind == work.KindReconcile {
 		return kind
 	}
 	return "other"
