@@ -209,7 +209,7 @@ func (p *Processor) periodic(cl periodic.Claimed) *periodic.Sweeper {
 	return &periodic.Sweeper{
 		Every: p.cfg.ReconcileEvery, Claims: cl, Log: p.log,
 		Enqueue:  func(ctx context.Context, m work.Message) (bool, error) { return worker.Enqueue(ctx, p.js, m) },
-		Enqueued: p.metrics.PeriodicEnqueued.Inc,
+		Enqueued: p.metrics.PeriodicQueued.Inc,
 	}
 }
 

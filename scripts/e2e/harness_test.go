@@ -62,19 +62,18 @@ type options struct {
 }
 
 type harness struct {
-	t        *testing.T
-	ctx      context.Context
-	stack    *stack.Stack
-	logs     *testkit.SyncBuffer
-	js       jetstream.JetStream
-	listener *lapp.Listener
-	// stopListener stops the listener (once): events stay in Kafka.
-	stopListener func()
-	processors   []*papp.Processor
-	stops        []func()
+	t          *testing.T
+	ctx        context.Context
+	stack      *stack.Stack
+	logs       *testkit.SyncBuffer
+	js         jetstream.JetStream
+	listener   *lapp.Listener
+	processors []*papp.Processor
+	stops      []func()
 
 	privatePorts  []int
 	tuneProcessor func(*papp.Config)
+	stopListener  func() // stops the listener (once): events stay in Kafka
 }
 
 // start runs the stack, the processors and the listener; everything stops

@@ -6,20 +6,20 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the processor's instruments.
 type Metrics struct {
-	Registry         *prometheus.Registry
-	Work             *prometheus.CounterVec   // kind, state, code
-	WorkSeconds      prometheus.Histogram     // one work message, retries included
-	CallSeconds      *prometheus.HistogramVec // target, operation
-	CallErrors       *prometheus.CounterVec   // target, kind (transient, permanent)
-	Retries          *prometheus.CounterVec   // target
-	Parked           prometheus.Counter       // reconciles parked for a later retry
-	RetriesEnqueued  prometheus.Counter       // parked retries that became due and were enqueued
-	RetriesDuplicate prometheus.Counter       // due parked retries the stream already held (not enqueued again)
-	DeadLetters      *prometheus.CounterVec   // reason
-	StatusMessages   *prometheus.CounterVec   // status
-	Checks           *prometheus.CounterVec   // outcome of availability check requests
-	PeriodicEnqueued prometheus.Counter       // periodic reconciles stored in the work stream
-	PeriodicRepairs  *prometheus.CounterVec   // repair: RepairRemoved, RepairReregistered, RepairStatusResent
+	Registry        *prometheus.Registry
+	Work            *prometheus.CounterVec   // kind, state, code
+	WorkSeconds     prometheus.Histogram     // one work message, retries included
+	CallSeconds     *prometheus.HistogramVec // target, operation
+	CallErrors      *prometheus.CounterVec   // target, kind (transient, permanent)
+	Retries         *prometheus.CounterVec   // target
+	Parked          prometheus.Counter       // reconciles parked for a later retry
+	RetriesEnqueued prometheus.Counter       // parked retries that became due and were enqueued
+	RetryDuplicates prometheus.Counter       // due parked retries the stream already held (not enqueued again)
+	DeadLetters     *prometheus.CounterVec   // reason
+	StatusMessages  *prometheus.CounterVec   // status
+	Checks          *prometheus.CounterVec   // outcome of availability check requests
+	PeriodicQueued  prometheus.Counter       // periodic reconciles stored in the work stream
+	PeriodicRepairs *prometheus.CounterVec   // repair: RepairRemoved, RepairReregistered, RepairStatusResent
 }
 
 // Repairs a periodic reconcile counts, compared with the source's last
@@ -67,7 +67,7 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_parked_retries_enqueued_total",
 			Help: "Parked retries that became due and were enqueued as work.",
 		}),
-		RetriesDuplicate: prometheus.NewCounter(prometheus.CounterOpts{
+		RetryDuplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cloudoreg_processor_parked_retries_duplicate_total",
 			Help: "Due parked retries whose publish the work stream took for a duplicate of one it holds (the entry is kept).",
 		}),
@@ -83,19 +83,16 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_availability_checks_total",
 			Help: "Availability check requests from Sources, by outcome.",
 		}, []string{"outcome"}),
+		PeriodicQueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudoreg_processor_periodic_reconciles_enqueued_total",
+			Help: "Periodic reconciles of sources holding an account claim, enqueued as work.",
+		}),
+		PeriodicRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudoreg_processor_periodic_repairs_total",
+			Help: "Periodic reconciles that changed what the source's last recorded outcome said, by repair (removed, re-registered, status re-sent).",
+		}, []string{"repair"}),
 	}
-	m.PeriodicEnqueued = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "cloudoreg_processor_periodic_reconciles_enqueued_total",
-		Help: "Periodic reconciles of sources holding an account claim, enqueued as work.",
-	})
-	m.PeriodicRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "cloudoreg_processor_periodic_repairs_total",
-		Help: "Periodic reconciles that changed what the source's last recorded outcome said, by repair (removed, re-registered, status re-sent).",
-	}, []string{"repair"})
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetriesDuplicate, m.DeadLetters, m.StatusMessages, m.Checks, m.PeriodicEnqueued, m.PeriodicRepairs)
-	for _, repair := range []string{RepairRemoved, RepairReregistered, RepairStatusResent} {
-		m.PeriodicRepairs.WithLabelValues(repair)
-	}
+	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetryDuplicates, m.DeadLetters, m.StatusMessages, m.Checks, m.PeriodicQueued, m.PeriodicRepairs)
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.
@@ -104,6 +101,9 @@ func New() *Metrics {
 	}
 	for _, s := range []string{"available", "unavailable"} {
 		m.StatusMessages.WithLabelValues(s)
+	}
+	for _, repair := range []string{RepairRemoved, RepairReregistered, RepairStatusResent} {
+		m.PeriodicRepairs.WithLabelValues(repair)
 	}
 	for _, target := range []string{"sources", "sts", "rhsm", "kafka", "claims"} {
 		m.Retries.WithLabelValues(target)

@@ -161,7 +161,7 @@ func (w *Worker) enqueueIfDue(ctx context.Context, key string) error {
 		// This very episode is already in the stream (another sweeper, or
 		// this one before a failed delete): keep the entry; whoever stored
 		// it deletes it, or a later sweep after the duplicate window does.
-		w.metrics.RetriesDuplicate.Inc()
+		w.metrics.RetryDuplicates.Inc()
 		log.Info("parked retry due: already enqueued (duplicate), entry kept")
 		return nil
 	}

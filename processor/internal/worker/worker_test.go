@@ -414,7 +414,7 @@ func TestParkedRetryAlreadyEnqueuedIsKept(t *testing.T) {
 	if err := w.enqueueIfDue(ctx, parkedKey("8")); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutilValue(w.metrics.RetriesDuplicate); n != 1 {
+	if n := testutilValue(w.metrics.RetryDuplicates); n != 1 {
 		t.Errorf("duplicates counted %v, want 1", n)
 	}
 	if n := testutilValue(w.metrics.RetriesEnqueued); n != 0 {
