@@ -31,19 +31,21 @@ func (l *levels) Fire(e *logrus.Entry) error {
 	return nil
 }
 
-// failing fails transiently with err a number of times, then succeeds.
-type failing struct {
+// flaky fails transiently with err a number of times, then succeeds.
+type flaky struct {
 	err  error
 	left int
 }
 
-func (f *failing) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
+func (f *flaky) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
 	if f.left > 0 {
 		f.left--
 		return reconcile.Outcome{}, f.err
 	}
 	return reconcile.Outcome{State: reconcile.StateAvailable}, nil
 }
+
+func (f *flaky) ApplicationID(context.Context, work.Message) (string, error) { return "", nil }
 
 // A transient failure that Cloudoreg's own configuration causes (its AWS
 // credentials rejected, for one) is retried like any other, but logged as an
@@ -62,7 +64,7 @@ func TestConfigurationFailuresAreRetriedLoudly(t *testing.T) {
 			log.SetOutput(io.Discard)
 			hook := &levels{}
 			log.AddHook(hook)
-			w := New(testConfig(), nil, &failing{err: tc.err, left: 2}, &nopReporter{}, nil, nil, metrics.New(), logrus.NewEntry(log))
+			w := New(testConfig(), nil, &flaky{err: tc.err, left: 2}, &nopReporter{}, nil, nil, metrics.New(), logrus.NewEntry(log))
 			if _, attempts, err := w.attempt(context.Background(), logrus.NewEntry(log), msg("1", 1)); err != nil || attempts != 3 {
 				t.Fatalf("attempt: %d attempts, %v (want success on the third)", attempts, err)
 			}
