@@ -27,8 +27,9 @@ import (
 )
 
 const (
-	topic     = "platform.sources.event-stream"
-	waitLimit = 90 * time.Second
+	topic           = "platform.sources.event-stream"
+	waitLimit       = 90 * time.Second
+	maxKafkaMessage = 8 << 20
 )
 
 // env is a Kafka broker, a restartable NATS server with its store kept, the
@@ -45,12 +46,19 @@ type env struct {
 	sources  *fakeSources
 	producer sarama.SyncProducer
 	logs     *testkit.SyncBuffer
+	natsOpts func(*server.Options) // changes to the NATS server's options
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the NATS server's options changed by natsOpts.
+func newEnvWith(t testing.TB, natsOpts func(*server.Options)) *env {
 	t.Helper()
-	e := &env{t: t, natsDir: t.TempDir(), natsPort: testkit.FreePorts(t, 1)[0], logs: &testkit.SyncBuffer{}}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
+	e := &env{t: t, natsDir: t.TempDir(), natsPort: testkit.FreePorts(t, 1)[0], logs: &testkit.SyncBuffer{}, natsOpts: natsOpts}
+	// Messages up to 8 MiB, so that poison with megabytes of headers
+	// reaches the listener, as it may from a misbehaving producer.
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(maxKafkaMessage)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +79,7 @@ func newEnv(t testing.TB) *env {
 	pc := sarama.NewConfig()
 	pc.Producer.Return.Successes = true
 	pc.Producer.RequiredAcks = sarama.WaitForAll
+	pc.Producer.MaxMessageBytes = maxKafkaMessage
 	if e.producer, err = sarama.NewSyncProducer(e.brokers, pc); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +94,11 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) startNATS() {
 	e.t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: e.natsPort, JetStream: true, StoreDir: e.natsDir, NoSigs: true})
+	opts := &server.Options{Host: "127.0.0.1", Port: e.natsPort, JetStream: true, StoreDir: e.natsDir, NoSigs: true}
+	if e.natsOpts != nil {
+		e.natsOpts(opts)
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// Package event decodes the Sources event stream (CONTRACT section 1) into
+// Package event decodes the Sources event stream into
 // plain values: which event, which tenant, which ids. It knows nothing of
 // Kafka: the listener hands it header values and the message value.
 package event
