@@ -269,12 +269,13 @@ type fakeSources struct {
 	*httptest.Server
 	mu    sync.Mutex
 	apps  map[string]string // application id -> source id
+	codes map[string]int    // application id -> HTTP status to answer instead
 	calls []string
 	fail  int // answer the next fail requests with 503
 }
 
 func newFakeSources(t testing.TB) *fakeSources {
-	f := &fakeSources{apps: map[string]string{}}
+	f := &fakeSources{apps: map[string]string{}, codes: map[string]int{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
 	return f
@@ -294,6 +295,11 @@ func (f *fakeSources) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strings.TrimPrefix(r.URL.Path, "/api/sources/v3.1/applications/")
+	if code := f.codes[id]; code != 0 {
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, `{"errors":[{"status":"`+strconv.Itoa(code)+`","detail":"refused"}]}`)
+		return
+	}
 	source, ok := f.apps[id]
 	if !ok {
 		w.WriteHeader(http.StatusNotFound)
@@ -312,6 +318,13 @@ func (f *fakeSources) set(appID, sourceID string) {
 	} else {
 		f.apps[appID] = sourceID
 	}
+}
+
+// answer makes Sources answer code for the application.
+func (f *fakeSources) answer(appID string, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.codes[appID] = code
 }
 
 func (f *fakeSources) failNext(n int) {

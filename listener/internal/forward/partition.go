@@ -255,7 +255,7 @@ func (p *partition) skip(log *logrus.Entry, eventType, reason string, offset int
 }
 
 // resolve finds the source id, retrying transient failures until it
-// succeeds, the event proves unresolvable, or the session ends.
+// succeeds, the event proves unresolvable or refused, or the session ends.
 func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Decision) (string, error) {
 	for attempt := 1; ; attempt++ {
 		id, via, err := p.h.Resolver.SourceID(ctx, d.Event, d.Tenant)
@@ -266,7 +266,7 @@ func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Deci
 			}
 			return id, nil
 		}
-		if errors.Is(err, resolve.ErrUnresolvable) || ctx.Err() != nil {
+		if errors.Is(err, resolve.ErrUnresolvable) || errors.Is(err, resolve.ErrRefused) || ctx.Err() != nil {
 			return "", err
 		}
 		p.h.Metrics.Retries.WithLabelValues("resolve").Inc()

@@ -49,13 +49,6 @@ const (
 	ReasonUnresolvable = "unresolvable"
 )
 
-// SkipReasons is every reason a message may be skipped for (the metric's
-// label values).
-var SkipReasons = []string{
-	ReasonTooLarge, ReasonIdentityTooLarge, ReasonBadPayload, ReasonBadID, ReasonNoTenant, ReasonBadTenant,
-	ReasonBadIdentity, ReasonExceedsNATSLimits, ReasonRefusedByNATS, ReasonRefusedBySources, ReasonUnresolvable,
-}
-
 // Decision is the outcome for one message.
 type Decision struct {
 	Action    Action
