@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
 	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
@@ -33,6 +35,8 @@ func errorKind(err error) string {
 	switch {
 	case errors.Is(err, sources.ErrNotFound):
 		return "not_found"
+	case errors.Is(err, sources.ErrUnauthorized):
+		return "unauthorized"
 	case sources.IsTransient(err), errors.As(err, &fe) && fe.Transient:
 		return "transient"
 	default:
@@ -40,37 +44,56 @@ func errorKind(err error) string {
 	}
 }
 
-// instrumentedSources measures every Sources call.
+// instrumentedSources measures every Sources call and raises the alarm when
+// Sources refuses Cloudoreg's PSK.
 type instrumentedSources struct {
-	c *sources.Client
-	m *metrics.Metrics
+	c   *sources.Client
+	m   *metrics.Metrics
+	log *logrus.Entry
+}
+
+func (s instrumentedSources) observe(op string, started time.Time, err error) {
+	observe(s.m, "sources", op, started, err)
+	if errors.Is(err, sources.ErrUnauthorized) {
+		// Every source is stuck until an operator fixes the Secret; the
+		// reconcile is retried and nothing is said to the customer.
+		s.m.SourcesUnauthorized.Inc()
+		s.log.WithError(err).WithField("operation", op).Error("Sources refuses Cloudoreg's PSK (401/403): check SOURCES_PSK (the sources-psk Secret); reconciles are retried, then dead-lettered as sources_unauthorized")
+	}
 }
 
 func (s instrumentedSources) CloudMeterTypeID(ctx context.Context, t event.Tenant) (string, error) {
 	start := time.Now()
 	id, err := s.c.CloudMeterTypeID(ctx, t)
-	observe(s.m, "sources", "application_type", start, err)
+	s.observe("application_type", start, err)
 	return id, err
 }
 
 func (s instrumentedSources) SourceApplications(ctx context.Context, t event.Tenant, id string) ([]sources.Application, error) {
 	start := time.Now()
 	apps, err := s.c.SourceApplications(ctx, t, id)
-	observe(s.m, "sources", "source_applications", start, err)
+	s.observe("source_applications", start, err)
 	return apps, err
 }
 
 func (s instrumentedSources) ApplicationAuthentications(ctx context.Context, t event.Tenant, id string) ([]sources.Authentication, error) {
 	start := time.Now()
 	auths, err := s.c.ApplicationAuthentications(ctx, t, id)
-	observe(s.m, "sources", "application_authentications", start, err)
+	s.observe("application_authentications", start, err)
 	return auths, err
+}
+
+func (s instrumentedSources) Links(ctx context.Context, t event.Tenant, by sources.LinkFilter, id string) ([]sources.Link, error) {
+	start := time.Now()
+	links, err := s.c.Links(ctx, t, by, id)
+	s.observe("links", start, err)
+	return links, err
 }
 
 func (s instrumentedSources) AuthenticationWithSecret(ctx context.Context, t event.Tenant, id string) (sources.Authentication, error) {
 	start := time.Now()
 	a, err := s.c.AuthenticationWithSecret(ctx, t, id)
-	observe(s.m, "sources", "authentication", start, err)
+	s.observe("authentication", start, err)
 	return a, err
 }
 

@@ -2,7 +2,11 @@
 // bounded (kinds, states, codes, targets): never an org, ARN or id.
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+)
 
 // Metrics are the processor's instruments.
 type Metrics struct {
@@ -15,8 +19,10 @@ type Metrics struct {
 	Parked          prometheus.Counter       // reconciles parked for a later retry
 	RetriesEnqueued prometheus.Counter       // parked retries that became due and were enqueued
 	DeadLetters     *prometheus.CounterVec   // reason
-	StatusMessages  *prometheus.CounterVec   // status
-	Checks          *prometheus.CounterVec   // outcome of availability check requests
+	// SourcesUnauthorized counts Sources calls refused with 401/403: Cloudoreg's PSK is wrong.
+	SourcesUnauthorized prometheus.Counter
+	StatusMessages      *prometheus.CounterVec // status
+	Checks              *prometheus.CounterVec // outcome of availability check requests
 }
 
 // New registers the processor's metrics on a fresh registry (with the Go
@@ -60,6 +66,10 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_dead_letters_total",
 			Help: "Work messages copied to the dead-letter stream, by reason.",
 		}, []string{"reason"}),
+		SourcesUnauthorized: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudoreg_processor_sources_unauthorized_total",
+			Help: "Sources calls refused with 401 or 403: Cloudoreg's PSK (SOURCES_PSK) is wrong.",
+		}),
 		StatusMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudoreg_processor_status_messages_total",
 			Help: "Availability status messages delivered to Kafka, by status.",
@@ -69,12 +79,12 @@ func New() *Metrics {
 			Help: "Availability check requests from Sources, by outcome.",
 		}, []string{"outcome"}),
 	}
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.StatusMessages, m.Checks)
+	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.SourcesUnauthorized, m.StatusMessages, m.Checks)
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.
-	for _, reason := range deadLetterReasons {
-		m.DeadLetters.WithLabelValues(reason)
+	for _, reason := range failure.DeadLetterReasons() {
+		m.DeadLetters.WithLabelValues(string(reason))
 	}
 	for _, s := range []string{"available", "unavailable"} {
 		m.StatusMessages.WithLabelValues(s)
@@ -87,7 +97,3 @@ func New() *Metrics {
 	}
 	return m
 }
-
-// deadLetterReasons are the values of the reason label of
-// cloudoreg_processor_dead_letters_total (see the worker's dead-lettering).
-var deadLetterReasons = []string{"undecodable", "internal", "budget_spent", "max_deliveries"}
