@@ -22,6 +22,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/cloudoreg/cloudoreg/shared/config"
 )
 
 const (
@@ -902,6 +904,21 @@ func TestClowdAppKafkaTopics(t *testing.T) {
 		if !got[name] {
 			t.Errorf("%s: kafkaTopics lacks %s (%s); Clowder maps only the topics listed", clowdappFile, name, what)
 		}
+	}
+}
+
+// Clowder gives the endpoint of a ClowdApp only to apps that depend on it:
+// without the dependency the programs fall back to SOURCES_URL silently.
+func TestClowdAppDependsOnSources(t *testing.T) {
+	_, app, _ := loadClowdApp(t, programs(t))
+	var deps []string
+	for _, key := range []string{"dependencies", "optionalDependencies"} {
+		for _, d := range asList(get(app, "spec", key)) {
+			deps = append(deps, str(d))
+		}
+	}
+	if !slices.Contains(deps, config.SourcesApp) {
+		t.Errorf("%s: spec.dependencies %v lacks %s, whose endpoint gives the programs the Sources URL", clowdappFile, deps, config.SourcesApp)
 	}
 }
 

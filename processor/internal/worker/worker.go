@@ -193,7 +193,12 @@ func (w *Worker) attempt(ctx context.Context, log *logrus.Entry, m work.Message)
 		if time.Now().Add(delay).After(deadline) {
 			return o, n, err
 		}
-		log.WithError(err).WithField("attempt", n).Warn("transient failure, retrying in place")
+		entry := log.WithError(err).WithField("attempt", n)
+		if errors.Is(err, failure.ErrConfiguration) {
+			entry.Error("transient failure caused by Cloudoreg's configuration, retrying in place")
+		} else {
+			entry.Warn("transient failure, retrying in place")
+		}
 		if backoff.Sleep(ctx, delay) != nil {
 			return o, n, ctx.Err()
 		}
