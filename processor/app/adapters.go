@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
 	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
@@ -44,21 +42,18 @@ func errorKind(err error) string {
 	}
 }
 
-// instrumentedSources measures every Sources call and raises the alarm when
-// Sources refuses Cloudoreg's PSK.
+// instrumentedSources measures every Sources call and counts the calls
+// refused for Cloudoreg's PSK, which the alert "Sources refuses the PSK"
+// watches (the worker logs the retries as errors).
 type instrumentedSources struct {
-	c   *sources.Client
-	m   *metrics.Metrics
-	log *logrus.Entry
+	c *sources.Client
+	m *metrics.Metrics
 }
 
 func (s instrumentedSources) observe(op string, started time.Time, err error) {
 	observe(s.m, "sources", op, started, err)
 	if errors.Is(err, sources.ErrUnauthorized) {
-		// Every source is stuck until an operator fixes the Secret; the
-		// reconcile is retried and nothing is said to the customer.
 		s.m.SourcesUnauthorized.Inc()
-		s.log.WithError(err).WithField("operation", op).Error("Sources refuses Cloudoreg's PSK (401/403): check SOURCES_PSK (the sources-psk Secret); reconciles are retried, then dead-lettered as sources_unauthorized")
 	}
 }
 

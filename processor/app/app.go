@@ -200,7 +200,7 @@ func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporte
 	}
 	src := sources.New(p.cfg.Sources.URL, p.cfg.Sources.Key(), p.cfg.Sources.Timeout)
 	return &reconcile.Reconciler{
-		Sources:  instrumentedSources{src, p.metrics, p.log},
+		Sources:  instrumentedSources{src, p.metrics},
 		Verifier: instrumentedVerifier{verifier, p.metrics},
 		Registry: registry,
 		Claims:   cl,

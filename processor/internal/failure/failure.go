@@ -98,10 +98,11 @@ func DeadLetter(reason DeadLetterReason, target string, err error) error {
 }
 
 // Operator is a failure an operator must fix (Cloudoreg's own
-// configuration): retried like a transient one in case the fix comes, and
-// dead-lettered with reason, never reported, when the budget is spent.
+// configuration, so it wraps ErrConfiguration): retried like a transient
+// one in case the fix comes, and dead-lettered with reason, never
+// reported, when the budget is spent.
 func Operator(reason DeadLetterReason, target string, err error) error {
-	return &Error{Transient: true, Reason: reason, Target: target, Err: err}
+	return &Error{Transient: true, Reason: reason, Target: target, Err: fmt.Errorf("%w: %w", ErrConfiguration, err)}
 }
 
 // IsTransient tells whether err should be retried. An unclassified error is

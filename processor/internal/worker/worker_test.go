@@ -348,10 +348,10 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	}
 }
 
-// failing is a reconciler that always fails with err.
-type failing struct{ err error }
+// alwaysFails is a reconciler that always fails with err.
+type alwaysFails struct{ err error }
 
-func (f failing) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
+func (f alwaysFails) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
 	return reconcile.Outcome{}, f.err
 }
 
@@ -379,7 +379,7 @@ func TestDeadLetterReasons(t *testing.T) {
 			cfg := testConfig()
 			cfg.Partitions, cfg.InPlace, cfg.Budget = 1, 50*time.Millisecond, 0
 			rep := &nopReporter{}
-			w, _ := e.startWorker(cfg, failing{tc.err}, rep)
+			w, _ := e.startWorker(cfg, alwaysFails{tc.err}, rep)
 			js := e.connect()
 			e.publish(js, msg("9", 21))
 			dlq, err := js.OrderedConsumer(context.Background(), work.DLQStreamName, jetstream.OrderedConsumerConfig{})
