@@ -80,6 +80,49 @@ func TestBudgetSpentIsCG3000AndOneDeadLetter(t *testing.T) {
 	h.awaitApp(c.AppID, "became available after STS recovered", func(a sourcesApp) bool { return a.AvailabilityStatus == status.Available })
 }
 
+// TestWrongPSKIsNotTheCustomers: Sources refuses the processor's PSK on the
+// internal authentication read. The reconcile is retried for the budget,
+// counted for the alert, then dead-lettered as sources_unauthorized: no
+// CG3000, no status at all, and the registration RHSM holds is left alone.
+func TestWrongPSKIsNotTheCustomers(t *testing.T) {
+	h := start(t, options{processor: func(c *papp.Config) {
+		c.Sources.PSK = "not-the-psk-sources-expects"
+		c.RetryInPlace, c.RetryBudget = 300*time.Millisecond, 2*time.Second
+	}})
+	c := h.createSource(sourceSpec{org: orgA, name: "wrong-psk", arn: roleTrusted, externalID: demoExternal})
+	// Registered before (by a processor that still had the right PSK).
+	body, _ := json.Marshal([]map[string]any{{"id": "123456789012", "nickname": "", "verified": true, "sourceId": c.SourceID}})
+	req, _ := http.NewRequest(http.MethodPost, h.stack.RHSMURL+"/cloud_access_providers/AWS/accounts", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-RhsmApi-AccountID", orgA)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("registering at RHSM: %v %v", resp, err)
+	}
+	_ = resp.Body.Close()
+	h.awaitOutcome(c.SourceID, func(r map[string]any) bool { return r["state"] == "dead_lettered" })
+	dl := h.deadLetters()
+	if len(dl) != 1 || dl[0].Get("Cloudoreg-Source-Id") != c.SourceID || dl[0].Get("Cloudoreg-Dlq-Reason") != "sources_unauthorized" {
+		t.Fatalf("dead letters %v, want one sources_unauthorized for source %s", dl, c.SourceID)
+	}
+	if got := h.statuses(c.AppID); len(got) != 0 {
+		t.Errorf("status messages %v, want none: the PSK is not the customer's problem", got)
+	}
+	if regs := h.registrations(orgA); !slices.Equal(regs, []string{"123456789012/" + c.SourceID}) {
+		t.Errorf("RHSM holds %v, want the registration left alone", regs)
+	}
+	ops := h.processors[0].OpsAddr()
+	if n := metric(t, ops, "cloudoreg_processor_sources_unauthorized_total"); n < 2 {
+		t.Errorf("sources_unauthorized_total %v, want every refused call counted", n)
+	}
+	if n := metric(t, ops, `cloudoreg_processor_dead_letters_total{reason="budget_spent"}`); n != 0 {
+		t.Errorf("budget_spent dead letters %v", n)
+	}
+	if strings.Contains(h.logs.String(), "not-the-psk-sources-expects") {
+		t.Error("the PSK reached the logs")
+	}
+}
+
 // TestRHSMConflictBothWays: a 409 for this org's own registration is
 // success; a 409 because another org holds the account is CG1002.
 func TestRHSMConflictBothWays(t *testing.T) {
