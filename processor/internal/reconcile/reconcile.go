@@ -94,7 +94,7 @@ const (
 	StateUnavailable State = "unavailable"
 	StateRemoved     State = "removed"  // no cloud-meter application or credential: nothing registered
 	StatePaused      State = "paused"   // left as it was, nothing reported
-	StateNotOurs     State = "not_ours" // a source without cloud-meter, never registered
+	StateNotOurs     State = "not_ours" // no cloud-meter (never registered), or another application's credential destroyed
 )
 
 // Outcome is the result of one reconcile.
