@@ -183,19 +183,23 @@ func TestEveryCodeHasItsText(t *testing.T) {
 	expectCode(t, h, sameARN.AppID, status.CG1001)
 	expectCode(t, h, sameAccount.AppID, status.CG1002)
 
-	// CG2000: the create names an authentication that no longer exists.
-	gone := h.createSource(sourceSpec{org: orgA, name: "auth-gone", arn: roleOpen})
-	h.awaitStatus(gone.AppID)
-	h.produceEvent(orgA, "ApplicationAuthentication.create", fmt.Sprintf(`{"id":1,"application_id":%s,"authentication_id":987654}`, gone.AppID))
-	expectCode(t, h, gone.AppID, status.CG2000)
+	// CG2000 (Sources links an authentication it cannot find) needs an
+	// inconsistent Sources: the reconcile unit tests cover it. A create
+	// naming a credential that is not attached verifies the attached one.
 
-	// CG2002: the create names an authentication of the source, not the application.
+	// CG2002: the only credential attached to the application is one of
+	// the source, not of the application.
+	relinked := h.createSource(sourceSpec{org: orgA, name: "relinked", arn: roleOpen})
+	h.awaitStatus(relinked.AppID)
+	h.rest(http.MethodDelete, "/api/sources/v3.1/application_authentications/"+h.linkOf(relinked.AppID), orgA, nil, http.StatusNoContent, nil)
 	var auth struct{ ID string }
 	h.rest(http.MethodPost, "/api/sources/v3.1/authentications", orgA, map[string]any{
-		"resource_type": "Source", "resource_id": first.SourceID, "authtype": "cloud-meter-arn", "username": roleTrusted,
+		"resource_type": "Source", "resource_id": relinked.SourceID, "authtype": "cloud-meter-arn", "username": roleOpen,
 	}, http.StatusCreated, &auth)
-	h.produceEvent(orgA, "ApplicationAuthentication.create", fmt.Sprintf(`{"id":1,"application_id":%s,"authentication_id":%s}`, first.AppID, auth.ID))
-	expectCode(t, h, first.AppID, status.CG2002)
+	h.rest(http.MethodPost, "/api/sources/v3.1/application_authentications", orgA, map[string]any{
+		"application_id": relinked.AppID, "authentication_id": auth.ID,
+	}, http.StatusCreated, nil)
+	expectCode(t, h, relinked.AppID, status.CG2002)
 
 	// CR4000: RHSM refuses the registration.
 	h.stack.RHSM.Faults().Set(faults.Fault{Status: 400, Count: 1})
