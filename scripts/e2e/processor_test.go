@@ -192,6 +192,11 @@ func TestEveryCodeHasItsText(t *testing.T) {
 	relinked := h.createSource(sourceSpec{org: orgA, name: "relinked", arn: roleOpen})
 	h.awaitStatus(relinked.AppID)
 	h.rest(http.MethodDelete, "/api/sources/v3.1/application_authentications/"+h.linkOf(relinked.AppID), orgA, nil, http.StatusNoContent, nil)
+	// The destroy is reconciled before the new link exists, or it would
+	// report CG2002 too and the create's reconcile run into the RHSM fault below.
+	h.awaitApp(relinked.AppID, "read unavailable without a credential", func(a sourcesApp) bool {
+		return a.AvailabilityStatus == status.Unavailable && a.AvailabilityStatusError == ""
+	})
 	var auth struct{ ID string }
 	h.rest(http.MethodPost, "/api/sources/v3.1/authentications", orgA, map[string]any{
 		"resource_type": "Source", "resource_id": relinked.SourceID, "authtype": "cloud-meter-arn", "username": roleOpen,
