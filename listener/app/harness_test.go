@@ -189,6 +189,8 @@ type streamed struct {
 	sourceID string
 	origin   string
 	kind     string
+	appID    string
+	authID   string
 }
 
 // awaitStream waits until the work stream holds n messages, watching it with
@@ -211,6 +213,7 @@ func (e *env) awaitStream(n int) []streamed {
 		out = append(out, streamed{
 			seq: meta.Sequence.Stream, subject: m.Subject(), origin: m.Headers().Get(work.HeaderOrigin),
 			sourceID: m.Headers().Get(work.HeaderSourceID), kind: m.Headers().Get(work.HeaderKind),
+			appID: m.Headers().Get(work.HeaderApplicationID), authID: m.Headers().Get(work.HeaderAuthenticationID),
 		})
 	}
 	return out

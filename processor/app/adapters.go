@@ -33,6 +33,8 @@ func errorKind(err error) string {
 	switch {
 	case errors.Is(err, sources.ErrNotFound):
 		return "not_found"
+	case errors.Is(err, sources.ErrUnauthorized):
+		return "unauthorized"
 	case sources.IsTransient(err), errors.As(err, &fe) && fe.Transient:
 		return "transient"
 	default:
@@ -40,10 +42,19 @@ func errorKind(err error) string {
 	}
 }
 
-// instrumentedSources measures every Sources call.
+// instrumentedSources measures every Sources call and counts the calls
+// refused for Cloudoreg's PSK, which the alert "Sources refuses the PSK"
+// watches (the worker logs the retries as errors).
 type instrumentedSources struct {
 	c *sources.Client
 	m *metrics.Metrics
+}
+
+func (s instrumentedSources) observe(op string, started time.Time, err error) {
+	observe(s.m, "sources", op, started, err)
+	if errors.Is(err, sources.ErrUnauthorized) {
+		s.m.SourcesUnauthorized.Inc()
+	}
 }
 
 // CloudMeterTypeID measures only real calls: the cached answer is no call.
@@ -53,28 +64,35 @@ func (s instrumentedSources) CloudMeterTypeID(ctx context.Context, t event.Tenan
 	}
 	start := time.Now()
 	id, err := s.c.CloudMeterTypeID(ctx, t)
-	observe(s.m, "sources", "application_type", start, err)
+	s.observe("application_type", start, err)
 	return id, err
 }
 
 func (s instrumentedSources) SourceApplications(ctx context.Context, t event.Tenant, id string) ([]sources.Application, error) {
 	start := time.Now()
 	apps, err := s.c.SourceApplications(ctx, t, id)
-	observe(s.m, "sources", "source_applications", start, err)
+	s.observe("source_applications", start, err)
 	return apps, err
 }
 
 func (s instrumentedSources) ApplicationAuthentications(ctx context.Context, t event.Tenant, id string) ([]sources.Authentication, error) {
 	start := time.Now()
 	auths, err := s.c.ApplicationAuthentications(ctx, t, id)
-	observe(s.m, "sources", "application_authentications", start, err)
+	s.observe("application_authentications", start, err)
 	return auths, err
+}
+
+func (s instrumentedSources) Links(ctx context.Context, t event.Tenant, by sources.LinkFilter, id string) ([]sources.Link, error) {
+	start := time.Now()
+	links, err := s.c.Links(ctx, t, by, id)
+	s.observe("links", start, err)
+	return links, err
 }
 
 func (s instrumentedSources) AuthenticationWithSecret(ctx context.Context, t event.Tenant, id string) (sources.Authentication, error) {
 	start := time.Now()
 	a, err := s.c.AuthenticationWithSecret(ctx, t, id)
-	observe(s.m, "sources", "authentication", start, err)
+	s.observe("authentication", start, err)
 	return a, err
 }
 

@@ -405,8 +405,13 @@ func (h *harness) produceEvent(org, eventType, payload string) {
 
 // statuses lists the status values Sources received for an application.
 func (h *harness) statuses(appID string) []string {
+	return statusesOf(h.stack.Sources.StatusLog(), appID)
+}
+
+// statusesOf lists the status values of an application in a status log.
+func statusesOf(log []sources.StatusRecord, appID string) []string {
 	var out []string
-	for _, r := range h.stack.Sources.StatusLog() {
+	for _, r := range log {
 		var v struct {
 			ResourceID string `json:"resource_id"`
 			Status     string `json:"status"`

@@ -82,6 +82,24 @@ type Authentication struct {
 	} `json:"extra"`
 }
 
+// Link is a row of the link table (application_authentications): an
+// authentication attached to an application. Sources answers its ids as
+// JSON strings.
+type Link struct {
+	ID               string `json:"id"`
+	ApplicationID    string `json:"application_id"`
+	AuthenticationID string `json:"authentication_id"`
+}
+
+// LinkFilter is the column the link table is filtered by.
+type LinkFilter string
+
+// The two ways to ask the link table.
+const (
+	LinksOfApplication    LinkFilter = "application_id"
+	LinksOfAuthentication LinkFilter = "authentication_id"
+)
+
 // Client reads Sources. It is safe for concurrent use.
 type Client struct {
 	base string
@@ -119,6 +137,27 @@ func (c *Client) ApplicationAuthentications(ctx context.Context, t event.Tenant,
 	var page struct{ Data []Authentication }
 	err := c.get(ctx, t, PublicBase+"/applications/"+url.PathEscape(appID)+"/authentications", url.Values{"limit": {"1000"}}, &page)
 	return page.Data, err
+}
+
+// Links lists the links whose column by holds id. Only the link table says
+// whether a credential is attached: an application's authentication list
+// is built from each authentication's own resource fields and still shows
+// one whose link was deleted.
+func (c *Client) Links(ctx context.Context, t event.Tenant, by LinkFilter, id string) ([]Link, error) {
+	var page struct{ Data []Link }
+	q := url.Values{"filter[" + string(by) + "]": {id}, "limit": {"1000"}}
+	if err := c.get(ctx, t, PublicBase+"/application_authentications", q, &page); err != nil {
+		return nil, err
+	}
+	// A Sources that ignored the filter would answer every link of the
+	// tenant; attachment must not be decided from someone else's row.
+	var out []Link
+	for _, l := range page.Data {
+		if (by == LinksOfApplication && l.ApplicationID == id) || (by == LinksOfAuthentication && l.AuthenticationID == id) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }
 
 // AuthenticationWithSecret reads an authentication with its password, from

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -127,5 +128,92 @@ func TestCloudMeterTypeIDIsCached(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Fatalf("%d calls to Sources, want 1", calls)
+	}
+}
+
+// The link table as the real Sources answers it: every id a JSON string, a
+// collection with meta and links.
+func TestLinks(t *testing.T) {
+	const page = `{"meta":{"count":3,"limit":1000,"offset":0},"links":{"first":"/api/sources/v3.1/application_authentications?limit=1000&offset=0","last":"/api/sources/v3.1/application_authentications?limit=1000&offset=0"},
+	"data":[{"id":"31","created_at":"2026-11-22T03:37:38Z","updated_at":"2026-11-22T03:37:38Z","paused_at":null,"application_id":"21","authentication_id":"41"},
+	        {"id":"32","created_at":"2026-11-22T03:37:38Z","updated_at":"2026-11-22T03:37:38Z","paused_at":null,"application_id":"21","authentication_id":"42"},
+	        {"id":"33","created_at":"2026-11-22T03:37:38Z","updated_at":"2026-11-22T03:37:38Z","paused_at":null,"application_id":"22","authentication_id":"41"}]}`
+	var got []*http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r)
+		_, _ = w.Write([]byte(page))
+	}))
+	defer srv.Close()
+	c := New(srv.URL, "psk", time.Second)
+	tenant := event.Tenant{OrgID: "1234567", AccountNumber: "000111"}
+	cases := []struct {
+		by    LinkFilter
+		id    string
+		query string
+		want  []Link
+	}{
+		// The server ignores the filter here: rows of other ids are dropped.
+		{LinksOfApplication, "21", "filter%5Bapplication_id%5D=21&limit=1000", []Link{{"31", "21", "41"}, {"32", "21", "42"}}},
+		{LinksOfAuthentication, "41", "filter%5Bauthentication_id%5D=41&limit=1000", []Link{{"31", "21", "41"}, {"33", "22", "41"}}},
+		{LinksOfApplication, "23", "filter%5Bapplication_id%5D=23&limit=1000", nil},
+	}
+	for i, tc := range cases {
+		links, err := c.Links(context.Background(), tenant, tc.by, tc.id)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.by, tc.id, err)
+		}
+		if !slices.Equal(links, tc.want) {
+			t.Errorf("%s %s: %+v, want %+v", tc.by, tc.id, links, tc.want)
+		}
+		r := got[i]
+		if r.URL.Path != PublicBase+"/application_authentications" || r.URL.RawQuery != tc.query {
+			t.Errorf("%s %s: asked %s?%s", tc.by, tc.id, r.URL.Path, r.URL.RawQuery)
+		}
+		if r.Header.Get(event.HeaderOrgID) != "1234567" || r.Header.Get(event.HeaderAccount) != "000111" || r.Header.Get(event.HeaderPSK) != "psk" {
+			t.Errorf("headers %v", r.Header)
+		}
+	}
+}
+
+// Every answer the link table may give is either links or a classified failure.
+func TestLinksFailuresAreClassified(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		body   string
+		want   class
+	}{
+		{"ids as numbers (not what Sources answers)", 200, `{"data":[{"id":31,"application_id":21,"authentication_id":41}]}`, invalid},
+		{"not JSON", 200, `<html>`, invalid},
+		{"data not a list", 200, `{"data":{"id":"31"}}`, invalid},
+		{"unknown filter", 400, `{"errors":[{"detail":"unsupported filter","status":"400"}]}`, invalid},
+		{"wrong PSK", 401, ``, unauthorized},
+		{"forbidden", 403, ``, unauthorized},
+		{"tenant unknown", 404, ``, gone},
+		{"overloaded", 503, ``, transient},
+		{"throttled", 429, ``, transient},
+	}
+	for _, tc := range cases {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(tc.status)
+			_, _ = w.Write([]byte(tc.body))
+		}))
+		links, err := New(srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, LinksOfApplication, "21")
+		srv.Close()
+		if err == nil || links != nil {
+			t.Errorf("%s: %+v, %v", tc.name, links, err)
+			continue
+		}
+		if got := classOf(err); got != tc.want {
+			t.Errorf("%s: %s, want %s (%v)", tc.name, got, tc.want, err)
+		}
+	}
+	// An empty collection is an answer: nothing is attached.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"data":[],"meta":{"count":0,"limit":1000,"offset":0},"links":{}}`))
+	}))
+	defer srv.Close()
+	if links, err := New(srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, LinksOfApplication, "21"); err != nil || len(links) != 0 {
+		t.Errorf("empty collection: %+v, %v", links, err)
 	}
 }

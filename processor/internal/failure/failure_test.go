@@ -112,3 +112,53 @@ func TestEveryCode(t *testing.T) {
 		}
 	}
 }
+
+// Every kind of failure answers the worker's three questions consistently:
+// retry it? tell the customer? dead-letter it with which reason?
+func TestClassification(t *testing.T) {
+	cause := errors.New("HTTP 401")
+	cases := []struct {
+		name        string
+		err         error
+		transient   bool
+		forCustomer bool
+		reason      DeadLetterReason
+		text        string
+	}{
+		{"permanent", Permanent(status.CG3002, "sts", cause), false, true, "", "sts: permanent CG3002 failure: HTTP 401"},
+		{"transient", Transient("rhsm", cause), true, false, "", "rhsm: transient failure: HTTP 401"},
+		{"operator", Operator(ReasonSourcesUnauthorized, "sources", cause), true, false, ReasonSourcesUnauthorized, "sources: transient (sources_unauthorized) failure: Cloudoreg's configuration needs fixing: HTTP 401"},
+		{"dead letter", DeadLetter(ReasonSourcesRefused, "sources", cause), false, false, ReasonSourcesRefused, "sources: permanent (sources_refused) failure: HTTP 401"},
+		{"unclassified", cause, true, false, "", "HTTP 401"},
+	}
+	for _, tc := range cases {
+		for _, err := range []error{tc.err, fmt.Errorf("reconcile: %w", tc.err)} {
+			if IsTransient(err) != tc.transient || ForCustomer(err) != tc.forCustomer || ReasonOf(err) != tc.reason {
+				t.Errorf("%s (%v): transient %v, for customer %v, reason %q", tc.name, err, IsTransient(err), ForCustomer(err), ReasonOf(err))
+			}
+			if !errors.Is(err, cause) {
+				t.Errorf("%s: cause lost", tc.name)
+			}
+			// An operator's problem is logged as one while it is retried.
+			if errors.Is(err, ErrConfiguration) != (tc.name == "operator") {
+				t.Errorf("%s: configuration %v", tc.name, errors.Is(err, ErrConfiguration))
+			}
+		}
+		if tc.err.Error() != tc.text {
+			t.Errorf("%s: Error() = %q, want %q", tc.name, tc.err, tc.text)
+		}
+	}
+	if ForCustomer(nil) || ReasonOf(nil) != "" || IsTransient(nil) {
+		t.Error("nil is a failure")
+	}
+}
+
+func TestDeadLetterReasonsAreDistinct(t *testing.T) {
+	seen := map[DeadLetterReason]bool{}
+	for _, r := range DeadLetterReasons() {
+		if r == "" || seen[r] || strings.ContainsAny(string(r), " .*>") {
+			t.Errorf("reason %q empty, repeated or not a label value", r)
+		}
+		seen[r] = true
+	}
+}

@@ -5,6 +5,7 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
 )
 
@@ -20,10 +21,12 @@ type Metrics struct {
 	RetriesEnqueued prometheus.Counter       // parked retries that became due and were enqueued
 	RetryDuplicates prometheus.Counter       // due parked retries the stream already held (not enqueued again)
 	DeadLetters     *prometheus.CounterVec   // reason
-	StatusMessages  *prometheus.CounterVec   // status
-	Checks          *prometheus.CounterVec   // outcome of availability check requests
-	PeriodicQueued  prometheus.Counter       // periodic reconciles stored in the work stream
-	PeriodicRepairs *prometheus.CounterVec   // repair: RepairRemoved, RepairReregistered, RepairStatusResent
+	// SourcesUnauthorized counts Sources calls refused with 401/403: Cloudoreg's PSK is wrong.
+	SourcesUnauthorized prometheus.Counter
+	StatusMessages      *prometheus.CounterVec // status
+	Checks              *prometheus.CounterVec // outcome of availability check requests
+	PeriodicQueued      prometheus.Counter     // periodic reconciles stored in the work stream
+	PeriodicRepairs     *prometheus.CounterVec // repair: RepairRemoved, RepairReregistered, RepairStatusResent
 }
 
 // Repairs a periodic reconcile counts, compared with the source's last
@@ -77,6 +80,10 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_dead_letters_total",
 			Help: "Work messages copied to the dead-letter stream, by reason.",
 		}, []string{"reason"}),
+		SourcesUnauthorized: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudoreg_processor_sources_unauthorized_total",
+			Help: "Sources calls refused with 401 or 403: Cloudoreg's PSK (SOURCES_PSK) is wrong.",
+		}),
 		StatusMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudoreg_processor_status_messages_total",
 			Help: "Availability status messages delivered to Kafka, by status.",
@@ -94,12 +101,12 @@ func New() *Metrics {
 			Help: "Periodic reconciles that changed what the source's last recorded outcome said, by repair (removed, re-registered, status re-sent).",
 		}, []string{"repair"}),
 	}
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetryDuplicates, m.DeadLetters, m.StatusMessages, m.Checks, m.PeriodicQueued, m.PeriodicRepairs)
+	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetryDuplicates, m.DeadLetters, m.SourcesUnauthorized, m.StatusMessages, m.Checks, m.PeriodicQueued, m.PeriodicRepairs)
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.
-	for _, reason := range deadLetterReasons {
-		m.DeadLetters.WithLabelValues(reason)
+	for _, reason := range failure.DeadLetterReasons() {
+		m.DeadLetters.WithLabelValues(string(reason))
 	}
 	for _, s := range []string{"available", "unavailable"} {
 		m.StatusMessages.WithLabelValues(s)
@@ -115,7 +122,3 @@ func New() *Metrics {
 	}
 	return m
 }
-
-// deadLetterReasons are the values of the reason label of
-// cloudoreg_processor_dead_letters_total (see the worker's dead-lettering).
-var deadLetterReasons = []string{"undecodable", "internal", "budget_spent", "max_deliveries"}

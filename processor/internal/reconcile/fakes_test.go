@@ -22,8 +22,12 @@ type world struct {
 	typeID string
 	// sourceApps: source id -> applications; a missing source is a 404.
 	sourceApps map[string][]sources.Application
-	// appAuths: application id -> authentications; missing is an empty list.
+	// appAuths: application id -> authentications; missing is an empty
+	// list. Like Sources' list it is built from the authentications' own
+	// resource fields, so it is not changed when a link goes.
 	appAuths map[string][]sources.Authentication
+	// links: the link table, which alone says what is attached.
+	links []sources.Link
 	// auths: authentication id -> authentication with secret; missing is a 404.
 	auths map[string]sources.Authentication
 
@@ -130,6 +134,41 @@ func (w *world) ApplicationAuthentications(_ context.Context, t event.Tenant, ap
 		return nil, err
 	}
 	return w.appAuths[appID], nil
+}
+
+func (w *world) Links(_ context.Context, t event.Tenant, by sources.LinkFilter, id string) ([]sources.Link, error) {
+	w.record("Sources.Links %s=%s", by, id)
+	if err := w.injected("Links"); err != nil {
+		return nil, err
+	}
+	var out []sources.Link
+	for _, l := range w.links {
+		if (by == sources.LinksOfApplication && l.ApplicationID == id) || (by == sources.LinksOfAuthentication && l.AuthenticationID == id) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// link attaches an authentication to an application.
+func (w *world) link(appID, authID string) {
+	w.links = append(w.links, sources.Link{ID: "3" + authID, ApplicationID: appID, AuthenticationID: authID})
+}
+
+// unlink is DELETE /application_authentications/{id}: the link goes, the
+// authentication stays, listed under the application.
+func (w *world) unlink(appID string) {
+	w.links = slices.DeleteFunc(w.links, func(l sources.Link) bool { return l.ApplicationID == appID })
+}
+
+// deleteAuthentication is DELETE /authentications/{id}: its links go by
+// the database's cascade.
+func (w *world) deleteAuthentication(id string) {
+	delete(w.auths, id)
+	for app, auths := range w.appAuths {
+		w.appAuths[app] = slices.DeleteFunc(auths, func(a sources.Authentication) bool { return a.ID == id })
+	}
+	w.links = slices.DeleteFunc(w.links, func(l sources.Link) bool { return l.AuthenticationID == id })
 }
 
 func (w *world) AuthenticationWithSecret(_ context.Context, t event.Tenant, id string) (sources.Authentication, error) {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
@@ -29,6 +30,7 @@ type Sources interface {
 	CloudMeterTypeID(ctx context.Context, t event.Tenant) (string, error)
 	SourceApplications(ctx context.Context, t event.Tenant, sourceID string) ([]sources.Application, error)
 	ApplicationAuthentications(ctx context.Context, t event.Tenant, appID string) ([]sources.Authentication, error)
+	Links(ctx context.Context, t event.Tenant, by sources.LinkFilter, id string) ([]sources.Link, error)
 	AuthenticationWithSecret(ctx context.Context, t event.Tenant, id string) (sources.Authentication, error)
 }
 
@@ -95,9 +97,9 @@ type State string
 const (
 	StateAvailable   State = "available"
 	StateUnavailable State = "unavailable"
-	StateRemoved     State = "removed"  // no cloud-meter application or link: nothing registered
+	StateRemoved     State = "removed"  // no cloud-meter application or credential: nothing registered
 	StatePaused      State = "paused"   // left as it was, nothing reported
-	StateNotOurs     State = "not_ours" // a source without cloud-meter, never registered
+	StateNotOurs     State = "not_ours" // no cloud-meter (never registered), or another application's credential destroyed
 	// The source's claim is another org's (Sources answered the work's
 	// tenant 404): nothing changed, nothing reported.
 	StateOtherOrg State = "other_org"
@@ -123,8 +125,8 @@ type Reconciler struct {
 
 // Reconcile brings one source in line. Permanent failures of the customer's
 // setup are reported to the customer and returned as an Outcome. A returned
-// error is either transient (failure.IsTransient: retry later) or a failure
-// of Cloudoreg's own (dead-letter it).
+// error is transient (failure.IsTransient: retry later) or carries the
+// reason to dead-letter the message with (failure.ReasonOf).
 func (r *Reconciler) Reconcile(ctx context.Context, m work.Message) (Outcome, error) {
 	app, found, err := r.cloudMeterApplication(ctx, m)
 	if err != nil {
@@ -133,26 +135,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, m work.Message) (Outcome, er
 	if !found {
 		return r.removeIfRegistered(ctx, m)
 	}
-	if app.Paused() {
-		return Outcome{State: StatePaused, ApplicationID: app.ID}, nil
+	if m.Kind == string(event.AuthDestroy) && m.ApplicationID != app.ID {
+		// Another application's (or the source's) credential is gone; the
+		// cloud-meter one is untouched and nobody asked about it.
+		return Outcome{State: StateNotOurs}, nil
 	}
-	authID, err := r.authenticationID(ctx, m, app)
+	authID, err := r.attachedAuthentication(ctx, m, app)
 	if err != nil {
 		return Outcome{}, err
 	}
 	if authID == "" {
-		// The link is gone (ApplicationAuthentication.destroy): nothing may
-		// stay registered, and there is no credential to report on.
-		o, err := r.remove(ctx, m)
-		o.ApplicationID = app.ID
-		return o, err
+		// The credential was deleted or detached: nothing may stay
+		// registered, paused or not, and the customer sees it go.
+		if err := r.removeAndReport(ctx, m, status.RemovedMessage(app.ID)); err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{State: StateRemoved, ApplicationID: app.ID}, nil
+	}
+	if app.Paused() {
+		return Outcome{State: StatePaused, ApplicationID: app.ID}, nil
 	}
 	account, err := r.verifyAndRegister(ctx, m, authID)
-	if failure.IsTransient(err) {
-		return Outcome{}, err
+	if failure.ForCustomer(err) {
+		return r.unavailable(ctx, m, app.ID, err)
 	}
 	if err != nil {
-		return r.unavailable(ctx, m, app.ID, err)
+		return Outcome{}, err
 	}
 	if err := r.Reporter.Report(ctx, m, status.AvailableMessage(app.ID)); err != nil {
 		return Outcome{}, err
@@ -181,29 +189,36 @@ func (r *Reconciler) cloudMeterApplication(ctx context.Context, m work.Message) 
 	return sources.Application{}, false, nil
 }
 
-// authenticationID picks the credential to verify: the one the create event
-// names (so a vanished one is reported as CG2000, as cloudigrade did), else
-// the application's current cloud-meter-arn authentication.
-func (r *Reconciler) authenticationID(ctx context.Context, m work.Message, app sources.Application) (string, error) {
-	if m.Kind == string(event.AppAuthCreate) && m.ApplicationID == app.ID && m.AuthenticationID != "" {
-		return m.AuthenticationID, nil
-	}
-	auths, err := r.Sources.ApplicationAuthentications(ctx, m.Tenant, app.ID)
+// attachedAuthentication is the credential the application uses, "" when
+// none is attached. The link table decides, whatever the event: the
+// application's authentication list still shows a credential whose link was
+// deleted. Of several attached credentials the cloud-meter-arn one is
+// picked, else the first, which the checks then report (CG2001).
+func (r *Reconciler) attachedAuthentication(ctx context.Context, m work.Message, app sources.Application) (string, error) {
+	links, err := r.Sources.Links(ctx, m.Tenant, sources.LinksOfApplication, app.ID)
 	if errors.Is(err, sources.ErrNotFound) {
 		return "", nil
 	}
 	if err != nil {
 		return "", sourcesFailure(err)
 	}
+	switch len(links) {
+	case 0:
+		return "", nil
+	case 1:
+		return links[0].AuthenticationID, nil
+	}
+	auths, err := r.Sources.ApplicationAuthentications(ctx, m.Tenant, app.ID)
+	if err != nil && !errors.Is(err, sources.ErrNotFound) {
+		return "", sourcesFailure(err)
+	}
 	for _, a := range auths {
-		if a.AuthType == CloudMeterAuthType {
+		attached := slices.ContainsFunc(links, func(l sources.Link) bool { return l.AuthenticationID == a.ID })
+		if attached && a.AuthType == CloudMeterAuthType {
 			return a.ID, nil
 		}
 	}
-	if len(auths) > 0 {
-		return auths[0].ID, nil // verified below, and reported as CG2001
-	}
-	return "", nil
+	return links[0].AuthenticationID, nil
 }
 
 // verifyAndRegister checks the authentication, proves the role, claims the
@@ -328,14 +343,20 @@ func (r *Reconciler) register(ctx context.Context, c Claim) error {
 // longer proven) and reports the failure's code.
 func (r *Reconciler) unavailable(ctx context.Context, m work.Message, appID string, cause error) (Outcome, error) {
 	code := failure.CodeOf(cause)
-	// Release drops only what this source owns, never a contested owner's claim.
-	if _, err := r.remove(ctx, m); err != nil {
-		return Outcome{}, err
-	}
-	if err := r.Reporter.Report(ctx, m, status.UnavailableMessage(appID, code)); err != nil {
+	if err := r.removeAndReport(ctx, m, status.UnavailableMessage(appID, code)); err != nil {
 		return Outcome{}, err
 	}
 	return Outcome{State: StateUnavailable, Code: code, ApplicationID: appID, Cause: cause}, nil
+}
+
+// removeAndReport makes sure nothing stays registered before the customer
+// is told msg, so a failure in between is retried from the same state.
+// Release drops only what this source owns, never a contested owner's claim.
+func (r *Reconciler) removeAndReport(ctx context.Context, m work.Message, msg status.Message) error {
+	if _, err := r.remove(ctx, m); err != nil {
+		return err
+	}
+	return r.Reporter.Report(ctx, m, msg)
 }
 
 // removeIfRegistered handles a source without a cloud-meter application:
@@ -369,10 +390,16 @@ func (r *Reconciler) remove(ctx context.Context, m work.Message) (Outcome, error
 	return Outcome{State: StateRemoved}, nil
 }
 
-// sourcesFailure classifies a Sources client error.
+// sourcesFailure classifies a Sources client error. None is the
+// customer's: a refused PSK is retried until an operator fixes it, a
+// refused request or an unusable answer is dead-lettered at once.
 func sourcesFailure(err error) error {
-	if sources.IsTransient(err) {
+	switch {
+	case errors.Is(err, sources.ErrUnauthorized):
+		return failure.Operator(failure.ReasonSourcesUnauthorized, "sources", err)
+	case sources.IsTransient(err):
 		return failure.Transient("sources", err)
+	default:
+		return failure.DeadLetter(failure.ReasonSourcesRefused, "sources", err)
 	}
-	return failure.Permanent(status.CG3000, "sources", err)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
@@ -27,7 +28,7 @@ const (
 // deadLetter copies msg with the reason to the dead-letter stream, then
 // terminates it. If the copy cannot be stored, the message is handed back
 // instead: nothing leaves the work stream without a trace.
-func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, reason string, cause error) {
+func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, reason failure.DeadLetterReason, cause error) {
 	var seq, deliveries uint64
 	if meta, err := msg.Metadata(); err == nil {
 		seq, deliveries = meta.Sequence.Stream, meta.NumDelivered
@@ -42,14 +43,14 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, reason strin
 	}
 }
 
-func (w *Worker) copyToDLQ(ctx context.Context, subject string, h nats.Header, data []byte, seq, deliveries uint64, reason string, cause error) error {
+func (w *Worker) copyToDLQ(ctx context.Context, subject string, h nats.Header, data []byte, seq, deliveries uint64, reason failure.DeadLetterReason, cause error) error {
 	out := &nats.Msg{Subject: work.DLQPrefix + strings.TrimPrefix(subject, work.SubjectPrefix), Header: nats.Header{}, Data: data}
 	for k, v := range h {
 		if k != jetstream.MsgIDHeader {
 			out.Header[k] = v
 		}
 	}
-	out.Header.Set(HeaderDLQReason, reason)
+	out.Header.Set(HeaderDLQReason, string(reason))
 	out.Header.Set(HeaderDLQDetail, fmt.Sprint(cause))
 	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
 	out.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
@@ -65,7 +66,7 @@ func (w *Worker) copyToDLQ(ctx context.Context, subject string, h nats.Header, d
 				w.log.WithFields(fields).Info("work message already dead-lettered")
 				return nil
 			}
-			w.metrics.DeadLetters.WithLabelValues(reason).Inc()
+			w.metrics.DeadLetters.WithLabelValues(string(reason)).Inc()
 			w.log.WithFields(fields).Error("work message dead-lettered")
 			return nil
 		}
@@ -109,7 +110,7 @@ func (w *Worker) watchMaxDeliveries(nc *nats.Conn) (*nats.Subscription, error) {
 			return
 		}
 		cause := fmt.Errorf("consumer %s gave up after %d deliveries (a processor kept dying on it)", a.Consumer, a.Deliveries)
-		if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, "max_deliveries", cause); err != nil {
+		if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, failure.ReasonMaxDeliveries, cause); err != nil {
 			w.log.WithError(err).WithField("nats_stream_seq", a.StreamSeq).Error("max-deliveries advisory: dead-lettering failed")
 		}
 	})

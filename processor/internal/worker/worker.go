@@ -164,7 +164,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	ctx := w.workCtx
 	m, err := work.Decode(msg.Headers())
 	if err != nil {
-		w.deadLetter(ctx, msg, "undecodable", err)
+		w.deadLetter(ctx, msg, failure.ReasonUndecodable, err)
 		return
 	}
 	log := w.log.WithFields(logrus.Fields{
@@ -189,7 +189,11 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	case failure.IsTransient(err):
 		w.parkOrGiveUp(ctx, log, msg, m, err, attempts)
 	default:
-		w.deadLetter(ctx, msg, "internal", err)
+		reason := failure.ReasonOf(err)
+		if reason == "" {
+			reason = failure.ReasonInternal
+		}
+		w.deadLetter(ctx, msg, reason, err)
 	}
 	w.metrics.WorkSeconds.Observe(time.Since(started).Seconds())
 }
@@ -269,24 +273,35 @@ func (w *Worker) countRepairs(ctx context.Context, log *logrus.Entry, sourceID s
 
 // giveUp dead-letters the message so an operator can replay it, then
 // reports CG3000 (in that order: when the customer sees the error, the
-// dead letter already exists).
+// dead letter already exists). A failure an operator must fix (a refused
+// PSK) is dead-lettered with its own reason and never reported: it is not
+// the customer's, and a replay after the fix reconciles the source.
 func (w *Worker) giveUp(ctx context.Context, log *logrus.Entry, msg jetstream.Msg, m work.Message, cause error, attempts int) {
 	total := m.Attempt + attempts
 	var seq, deliveries uint64
 	if meta, err := msg.Metadata(); err == nil {
 		seq, deliveries = meta.Sequence.Stream, meta.NumDelivered
 	}
+	reason := failure.ReasonOf(cause)
+	if reason == "" {
+		reason = failure.ReasonBudgetSpent
+	}
 	detail := fmt.Errorf("retry budget spent after %d attempts: %w", total, cause)
-	if err := w.copyToDLQ(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq, deliveries, "budget_spent", detail); err != nil {
+	if err := w.copyToDLQ(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq, deliveries, reason, detail); err != nil {
 		log.WithError(err).Error("retry budget spent but dead-lettering failed; handing the message back")
 		_ = msg.NakWithDelay(w.cfg.Backoff.Max)
 		return
 	}
-	appID, reported := w.reportBudgetSpent(ctx, m, cause)
 	w.clearParked(ctx, m.SourceID)
-	w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: appID, Attempts: total})
-	w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(reconcile.StateUnavailable), string(status.CG3000)).Inc()
-	log.WithError(cause).WithField("attempts", total).Error("retry budget spent, message dead-lettered: " + reported)
+	if reason == failure.ReasonBudgetSpent {
+		appID, reported := w.reportBudgetSpent(ctx, m, cause)
+		w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: appID, Attempts: total})
+		w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(reconcile.StateUnavailable), string(status.CG3000)).Inc()
+		log.WithError(cause).WithField("attempts", total).Error("retry budget spent, message dead-lettered: " + reported)
+	} else {
+		w.record(ctx, m, outcomes.Record{State: "dead_lettered", Reason: string(reason), ApplicationID: m.ApplicationID, Attempts: total})
+		log.WithError(cause).WithFields(logrus.Fields{"attempts": total, "reason": reason}).Error("retry budget spent on a problem an operator must fix: message dead-lettered, nothing reported to the customer; replay it after the fix")
+	}
 	if err := msg.Term(); err != nil {
 		log.WithError(err).Warn("terminating a dead-lettered message failed")
 	}

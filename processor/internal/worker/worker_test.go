@@ -579,3 +579,84 @@ func TestBudgetSpentOnWorkWithoutApplicationTellsTheCustomer(t *testing.T) {
 		})
 	}
 }
+
+// alwaysFails is a reconciler that always fails with err.
+type alwaysFails struct{ err error }
+
+func (f alwaysFails) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
+	return reconcile.Outcome{}, f.err
+}
+
+func (f alwaysFails) ApplicationID(context.Context, work.Message) (string, error) { return "", nil }
+
+// TestDeadLetterReasons: each kind of failure leaves the work stream with
+// its own reason, and only transient failures of a dependency that outlast
+// the budget are reported to the customer (CG3000). A refused PSK is an
+// operator's problem: retried for the budget, then dead-lettered and never
+// reported; a refused Sources read is dead-lettered at once.
+func TestDeadLetterReasons(t *testing.T) {
+	cases := []struct {
+		name     string
+		err      error
+		reason   failure.DeadLetterReason
+		reported []status.Message
+	}{
+		{"transient", failure.Transient("sts", fmt.Errorf("throttled")), failure.ReasonBudgetSpent,
+			[]status.Message{status.UnavailableMessage("21", status.CG3000)}},
+		{"sources refuses the PSK", failure.Operator(failure.ReasonSourcesUnauthorized, "sources", fmt.Errorf("HTTP 401")), failure.ReasonSourcesUnauthorized, nil},
+		{"sources refuses the read", failure.DeadLetter(failure.ReasonSourcesRefused, "sources", fmt.Errorf("HTTP 400")), failure.ReasonSourcesRefused, nil},
+		{"a customer's failure returned", failure.Permanent(status.CG3002, "sts", fmt.Errorf("denied")), failure.ReasonInternal, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, 1)
+			cfg := testConfig()
+			cfg.Partitions, cfg.InPlace, cfg.Budget = 1, 50*time.Millisecond, 0
+			rep := &nopReporter{}
+			w, _ := e.startWorker(cfg, alwaysFails{tc.err}, rep)
+			js := e.connect()
+			e.publish(js, msg("9", 21))
+			dlq, err := js.OrderedConsumer(context.Background(), work.DLQStreamName, jetstream.OrderedConsumerConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead, err := dlq.Next(jetstream.FetchMaxWait(waitLimit))
+			if err != nil {
+				t.Fatalf("no dead letter: %v", err)
+			}
+			if got := dead.Headers().Get(HeaderDLQReason); got != string(tc.reason) {
+				t.Errorf("reason %q, want %q (detail %q)", got, tc.reason, dead.Headers().Get(HeaderDLQDetail))
+			}
+			// The report, if any, comes after the dead letter: wait for
+			// the message to leave the work stream before reading it.
+			deadline := time.Now().Add(waitLimit)
+			for testutilValue(w.metrics.DeadLetters.WithLabelValues(string(tc.reason))) != 1 || pending(t, js) != 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the message did not leave the work stream")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			rep.mu.Lock()
+			defer rep.mu.Unlock()
+			if fmt.Sprint(rep.sent) != fmt.Sprint(tc.reported) {
+				t.Errorf("reported %+v, want %+v", rep.sent, tc.reported)
+			}
+		})
+	}
+}
+
+// pending is how many messages of the work stream are not yet acknowledged
+// or terminated by the partition consumer.
+func pending(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), work.StreamName, work.ConsumerName(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.NumPending) + info.NumAckPending
+}
+
