@@ -23,7 +23,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/kafka"
 	"github.com/cloudoreg/cloudoreg/shared/natsconn"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
-	"github.com/cloudoreg/cloudoreg/shared/sources"
+	"github.com/cloudoreg/cloudoreg/shared/sourcesapi"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -169,8 +169,8 @@ func (l *Listener) Run(ctx context.Context) error {
 	return nil
 }
 
-func (l *Listener) sourcesClient() *sources.Client {
-	return sources.New(l.cfg.Sources.URL, l.cfg.Sources.Key(), l.cfg.Sources.Timeout)
+func (l *Listener) sourcesClient() *sourcesapi.Client {
+	return sourcesapi.New(l.cfg.Sources.URL, l.cfg.Sources.Key(), l.cfg.Sources.Timeout)
 }
 
 // prepareNATS waits for the work stream (the processors declare it) and

@@ -6,14 +6,15 @@ import (
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 	"github.com/cloudoreg/cloudoreg/processor/internal/rhsm"
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
+	"github.com/cloudoreg/cloudoreg/shared/sourcesapi"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
@@ -26,16 +27,14 @@ func observe(m *metrics.Metrics, target, op string, started time.Time, err error
 	}
 }
 
-// errorKind labels a failed call: the Sources client classifies its own
-// errors, the other clients return failure.Error.
+// errorKind labels a failed call by the failure it returned.
 func errorKind(err error) string {
-	var fe *failure.Error
 	switch {
-	case errors.Is(err, sources.ErrNotFound):
+	case errors.Is(err, failure.ErrNotFound):
 		return "not_found"
-	case errors.Is(err, sources.ErrUnauthorized):
+	case errors.Is(err, failure.ErrConfiguration):
 		return "unauthorized"
-	case sources.IsTransient(err), errors.As(err, &fe) && fe.Transient:
+	case failure.IsTransient(err):
 		return "transient"
 	default:
 		return "permanent"
@@ -46,13 +45,13 @@ func errorKind(err error) string {
 // refused for Cloudoreg's PSK, which the alert "Sources refuses the PSK"
 // watches (the worker logs the retries as errors).
 type instrumentedSources struct {
-	c *sources.Client
+	c *sourcesapi.Client
 	m *metrics.Metrics
 }
 
 func (s instrumentedSources) observe(op string, started time.Time, err error) {
 	observe(s.m, "sources", op, started, err)
-	if errors.Is(err, sources.ErrUnauthorized) {
+	if failure.ReasonOf(err) == failure.ReasonSourcesUnauthorized {
 		s.m.SourcesUnauthorized.Inc()
 	}
 }
@@ -145,9 +144,10 @@ type registry struct {
 func (r registry) Register(ctx context.Context, orgID, accountID, sourceID string) error {
 	start := time.Now()
 	err := r.c.Register(ctx, orgID, accountID, sourceID)
-	if errors.Is(err, rhsm.ErrConflict) {
+	if errors.Is(err, failure.ErrConflict) {
+		// A conflict is an answer the reconcile acts on, not a failed call.
 		r.m.CallSeconds.WithLabelValues("rhsm", "register").Observe(time.Since(start).Seconds())
-		return reconcile.ErrConflict
+		return err
 	}
 	observe(r.m, "rhsm", "register", start, err)
 	return err

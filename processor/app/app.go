@@ -27,7 +27,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/kafka"
 	"github.com/cloudoreg/cloudoreg/shared/natsconn"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
-	"github.com/cloudoreg/cloudoreg/shared/sources"
+	"github.com/cloudoreg/cloudoreg/shared/sourcesapi"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -195,7 +195,7 @@ func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporte
 	if err != nil {
 		return nil, err
 	}
-	src := sources.New(p.cfg.Sources.URL, p.cfg.Sources.Key(), p.cfg.Sources.Timeout)
+	src := sourcesapi.New(p.cfg.Sources.URL, p.cfg.Sources.Key(), p.cfg.Sources.Timeout)
 	return &reconcile.Reconciler{
 		Sources:  instrumentedSources{src, p.metrics},
 		Verifier: instrumentedVerifier{verifier, p.metrics},

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
@@ -104,7 +104,7 @@ func (w *world) callsTo(prefix string) []string {
 
 func (w *world) index(call string) int { return slices.Index(w.calls, call) }
 
-func notFound(what string) error { return fmt.Errorf("GET %s: %w", what, sources.ErrNotFound) }
+func notFound(what string) error { return fmt.Errorf("GET %s: %w", what, failure.ErrNotFound) }
 
 // Sources.
 
@@ -204,7 +204,7 @@ func (w *world) Register(_ context.Context, orgID, accountID, sourceID string) e
 		return err
 	}
 	if _, ok := w.registrations[accountID]; ok {
-		return fmt.Errorf("rhsm: 409: %w", ErrConflict)
+		return fmt.Errorf("rhsm: 409: %w", failure.ErrConflict)
 	}
 	w.registrations[accountID] = registration{orgID, sourceID}
 	return nil

@@ -15,8 +15,8 @@ import (
 	"strings"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
@@ -39,10 +39,8 @@ type Verifier interface {
 	Verify(ctx context.Context, role awsverify.RoleARN, externalID string) error
 }
 
-// ErrConflict is what a Registry returns when RHSM answers 409.
-var ErrConflict = errors.New("RHSM already holds a registration of this AWS account")
-
-// Registry is RHSM's Cloud Access API.
+// Registry is RHSM's Cloud Access API. Register wraps failure.ErrConflict
+// when RHSM answers 409 (the account is registered already, by someone).
 type Registry interface {
 	Register(ctx context.Context, orgID, accountID, sourceID string) error
 	// Remove deletes every registration of the source; gone already is success.
@@ -172,14 +170,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, m work.Message) (Outcome, er
 func (r *Reconciler) cloudMeterApplication(ctx context.Context, m work.Message) (sources.Application, bool, error) {
 	typeID, err := r.Sources.CloudMeterTypeID(ctx, m.Tenant)
 	if err != nil {
-		return sources.Application{}, false, sourcesFailure(err)
+		return sources.Application{}, false, err
 	}
 	apps, err := r.Sources.SourceApplications(ctx, m.Tenant, m.SourceID)
-	if errors.Is(err, sources.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return sources.Application{}, false, nil
 	}
 	if err != nil {
-		return sources.Application{}, false, sourcesFailure(err)
+		return sources.Application{}, false, err
 	}
 	for _, a := range apps {
 		if a.ApplicationTypeID == typeID {
@@ -196,11 +194,11 @@ func (r *Reconciler) cloudMeterApplication(ctx context.Context, m work.Message) 
 // picked, else the first, which the checks then report (CG2001).
 func (r *Reconciler) attachedAuthentication(ctx context.Context, m work.Message, app sources.Application) (string, error) {
 	links, err := r.Sources.Links(ctx, m.Tenant, sources.LinksOfApplication, app.ID)
-	if errors.Is(err, sources.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return "", nil
 	}
 	if err != nil {
-		return "", sourcesFailure(err)
+		return "", err
 	}
 	switch len(links) {
 	case 0:
@@ -209,8 +207,8 @@ func (r *Reconciler) attachedAuthentication(ctx context.Context, m work.Message,
 		return links[0].AuthenticationID, nil
 	}
 	auths, err := r.Sources.ApplicationAuthentications(ctx, m.Tenant, app.ID)
-	if err != nil && !errors.Is(err, sources.ErrNotFound) {
-		return "", sourcesFailure(err)
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
+		return "", err
 	}
 	for _, a := range auths {
 		attached := slices.ContainsFunc(links, func(l sources.Link) bool { return l.AuthenticationID == a.ID })
@@ -225,11 +223,11 @@ func (r *Reconciler) attachedAuthentication(ctx context.Context, m work.Message,
 // account and registers it. It returns the AWS account id.
 func (r *Reconciler) verifyAndRegister(ctx context.Context, m work.Message, authID string) (string, error) {
 	auth, err := r.Sources.AuthenticationWithSecret(ctx, m.Tenant, authID)
-	if errors.Is(err, sources.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return "", failure.Permanent(status.CG2000, "sources", fmt.Errorf("authentication %s not found", authID))
 	}
 	if err != nil {
-		return "", sourcesFailure(err)
+		return "", err
 	}
 	role, err := checkAuthentication(auth)
 	if err != nil {
@@ -295,7 +293,7 @@ func (r *Reconciler) claim(ctx context.Context, c Claim) error {
 	}
 	owner := claimed.Owner
 	_, err = r.Sources.SourceApplications(ctx, event.Tenant{OrgID: owner.OrgID, AccountNumber: owner.AccountNumber}, owner.SourceID)
-	if errors.Is(err, sources.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		// Undo the owner's registration too, as its destroy would have:
 		// RHSM would otherwise keep the account blocked (409) for ever.
 		if owner.OrgID != "" {
@@ -309,7 +307,7 @@ func (r *Reconciler) claim(ctx context.Context, c Claim) error {
 		return r.Claims.Claim(ctx, c)
 	}
 	if err != nil {
-		return sourcesFailure(err)
+		return err
 	}
 	if owner.ARN == c.ARN {
 		return failure.Permanent(status.CG1001, "claims", fmt.Errorf("ARN already used by source %s", owner.SourceID))
@@ -321,7 +319,7 @@ func (r *Reconciler) claim(ctx context.Context, c Claim) error {
 // already holds it for this source, and CG1002 otherwise (another org owns it).
 func (r *Reconciler) register(ctx context.Context, c Claim) error {
 	err := r.Registry.Register(ctx, c.OrgID, c.AccountID, c.SourceID)
-	if !errors.Is(err, ErrConflict) {
+	if !errors.Is(err, failure.ErrConflict) {
 		return err
 	}
 	ours, err := r.Registry.Registered(ctx, c.OrgID, c.AccountID, c.SourceID)
@@ -388,18 +386,4 @@ func (r *Reconciler) remove(ctx context.Context, m work.Message) (Outcome, error
 		return Outcome{}, err
 	}
 	return Outcome{State: StateRemoved}, nil
-}
-
-// sourcesFailure classifies a Sources client error. None is the
-// customer's: a refused PSK is retried until an operator fixes it, a
-// refused request or an unusable answer is dead-lettered at once.
-func sourcesFailure(err error) error {
-	switch {
-	case errors.Is(err, sources.ErrUnauthorized):
-		return failure.Operator(failure.ReasonSourcesUnauthorized, "sources", err)
-	case sources.IsTransient(err):
-		return failure.Transient("sources", err)
-	default:
-		return failure.DeadLetter(failure.ReasonSourcesRefused, "sources", err)
-	}
 }

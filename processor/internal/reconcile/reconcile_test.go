@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
@@ -736,7 +736,7 @@ func TestClaimOwnerLookupFailures(t *testing.T) {
 	t.Run("transient", func(t *testing.T) {
 		w := setup()
 		claimedBy(w, otherSrc, otherOrg, arn)
-		w.failNext("SourceApplications", nil, &sources.TransientError{Err: errors.New("503")})
+		w.failNext("SourceApplications", nil, failure.Transient("sources", errors.New("503")))
 		o, err := run(t, w, msg(create))
 		if err == nil || !failure.IsTransient(err) || o != (Outcome{}) {
 			t.Fatalf("%+v, %v", o, err)
@@ -953,12 +953,12 @@ func TestReporterFailureIsTransient(t *testing.T) {
 // dead-lettered under its own reason when the budget is spent); a refused
 // request or an unusable answer is dead-lettered at once.
 func TestSourcesFailures(t *testing.T) {
-	transientErr := &sources.TransientError{Err: errors.New("503 Service Unavailable")}
-	unauthorized := fmt.Errorf("GET /internal/v2.0/authentications/41: HTTP 401: %w", sources.ErrUnauthorized)
-	forbidden := fmt.Errorf("GET /api/sources/v3.1/sources/11/applications: HTTP 403: %w", sources.ErrUnauthorized)
-	refused := fmt.Errorf("GET /internal/v2.0/authentications/41: %w: HTTP 400: bad request", sources.ErrInvalid)
-	undecodable := fmt.Errorf("GET /api/sources/v3.1/application_authentications: %w: undecodable response", sources.ErrInvalid)
-	noType := errors.New("sources: no application type named /insights/platform/cloud-meter")
+	transientErr := failure.Transient("sources", errors.New("503 Service Unavailable"))
+	unauthorized := failure.Operator(failure.ReasonSourcesUnauthorized, "sources", errors.New("GET /internal/v2.0/authentications/41: HTTP 401"))
+	forbidden := failure.Operator(failure.ReasonSourcesUnauthorized, "sources", errors.New("GET /api/sources/v3.1/sources/11/applications: HTTP 403"))
+	refused := failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /internal/v2.0/authentications/41: HTTP 400: bad request"))
+	undecodable := failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /api/sources/v3.1/application_authentications: undecodable response"))
+	noType := failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /api/sources/v3.1/application_types: no application type named /insights/platform/cloud-meter"))
 	type class struct {
 		transient bool
 		reason    failure.DeadLetterReason
@@ -978,7 +978,7 @@ func TestSourcesFailures(t *testing.T) {
 		{"403", forbidden, operator},
 		{"400", refused, deadLtr},
 		{"undecodable", undecodable, deadLtr},
-		{"unclassified", noType, deadLtr},
+		{"no cloud-meter type", noType, deadLtr},
 	}
 	calls := []struct {
 		name, method, kind string

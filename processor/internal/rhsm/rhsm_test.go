@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
@@ -57,7 +57,7 @@ func wantTransient(t *testing.T, err error) {
 	if !errors.As(err, &fe) || !fe.Transient || failure.TargetOf(err) != Target {
 		t.Fatalf("got %v (%T), want a transient rhsm failure", err, err)
 	}
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, failure.ErrConflict) {
 		t.Fatalf("transient failure %v wraps ErrConflict", err)
 	}
 }
@@ -117,7 +117,7 @@ func TestRegisterTwiceSameOrg(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := c.Register(ctx, orgA, awsAcct, source)
-	if !errors.Is(err, ErrConflict) {
+	if !errors.Is(err, failure.ErrConflict) {
 		t.Fatalf("second Register: %v, want ErrConflict", err)
 	}
 	var fe *failure.Error
@@ -160,7 +160,7 @@ func TestRegisterOtherOrg(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := c.Register(ctx, orgA, awsAcct, source)
-	if !errors.Is(err, ErrConflict) {
+	if !errors.Is(err, failure.ErrConflict) {
 		t.Fatalf("Register of another org's account: %v, want ErrConflict", err)
 	}
 	if !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), awsAcct) {
@@ -305,7 +305,7 @@ func TestPermanentStatuses(t *testing.T) {
 	// 409 is a conflict only for Register.
 	answer(f, http.StatusConflict, `{}`)
 	got := calls(c, ctx)
-	if !errors.Is(got["Register"], ErrConflict) {
+	if !errors.Is(got["Register"], failure.ErrConflict) {
 		t.Fatalf("Register 409: %v", got["Register"])
 	}
 	wantPermanent(t, got["Remove"], status.CR4000)

@@ -1,4 +1,4 @@
-package sources
+package sourcesapi
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
+	"github.com/cloudoreg/cloudoreg/shared/sources"
 )
 
 // class is how a caller must treat a failed read.
@@ -25,16 +27,16 @@ const (
 
 func classOf(err error) class {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, failure.ErrNotFound):
 		return gone
-	case errors.Is(err, ErrUnauthorized):
+	case failure.ReasonOf(err) == failure.ReasonSourcesUnauthorized && failure.IsTransient(err) && errors.Is(err, failure.ErrConfiguration):
 		return unauthorized
-	case errors.Is(err, ErrInvalid):
-		if IsTransient(err) {
-			return "invalid and transient: contradictory"
+	case failure.ReasonOf(err) == failure.ReasonSourcesRefused:
+		if failure.IsTransient(err) {
+			return "refused and transient: contradictory"
 		}
 		return invalid
-	case IsTransient(err):
+	case failure.ReasonOf(err) == "" && failure.IsTransient(err) && failure.TargetOf(err) == target:
 		return transient
 	}
 	return class("unclassified: " + err.Error())
@@ -147,15 +149,15 @@ func TestLinks(t *testing.T) {
 	c := New(srv.URL, "psk", time.Second)
 	tenant := event.Tenant{OrgID: "1234567", AccountNumber: "000111"}
 	cases := []struct {
-		by    LinkFilter
+		by    sources.LinkFilter
 		id    string
 		query string
-		want  []Link
+		want  []sources.Link
 	}{
 		// The server ignores the filter here: rows of other ids are dropped.
-		{LinksOfApplication, "21", "filter%5Bapplication_id%5D=21&limit=1000", []Link{{"31", "21", "41"}, {"32", "21", "42"}}},
-		{LinksOfAuthentication, "41", "filter%5Bauthentication_id%5D=41&limit=1000", []Link{{"31", "21", "41"}, {"33", "22", "41"}}},
-		{LinksOfApplication, "23", "filter%5Bapplication_id%5D=23&limit=1000", nil},
+		{sources.LinksOfApplication, "21", "filter%5Bapplication_id%5D=21&limit=1000", []sources.Link{{ID: "31", ApplicationID: "21", AuthenticationID: "41"}, {ID: "32", ApplicationID: "21", AuthenticationID: "42"}}},
+		{sources.LinksOfAuthentication, "41", "filter%5Bauthentication_id%5D=41&limit=1000", []sources.Link{{ID: "31", ApplicationID: "21", AuthenticationID: "41"}, {ID: "33", ApplicationID: "22", AuthenticationID: "41"}}},
+		{sources.LinksOfApplication, "23", "filter%5Bapplication_id%5D=23&limit=1000", nil},
 	}
 	for i, tc := range cases {
 		links, err := c.Links(context.Background(), tenant, tc.by, tc.id)
@@ -198,7 +200,7 @@ func TestLinksFailuresAreClassified(t *testing.T) {
 			w.WriteHeader(tc.status)
 			_, _ = w.Write([]byte(tc.body))
 		}))
-		links, err := New(srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, LinksOfApplication, "21")
+		links, err := New(srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, sources.LinksOfApplication, "21")
 		srv.Close()
 		if err == nil || links != nil {
 			t.Errorf("%s: %+v, %v", tc.name, links, err)
@@ -213,7 +215,7 @@ func TestLinksFailuresAreClassified(t *testing.T) {
 		_, _ = w.Write([]byte(`{"data":[],"meta":{"count":0,"limit":1000,"offset":0},"links":{}}`))
 	}))
 	defer srv.Close()
-	if links, err := New(srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, LinksOfApplication, "21"); err != nil || len(links) != 0 {
+	if links, err := New(srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, sources.LinksOfApplication, "21"); err != nil || len(links) != 0 {
 		t.Errorf("empty collection: %+v, %v", links, err)
 	}
 }

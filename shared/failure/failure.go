@@ -76,6 +76,14 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Sentinels an adapter wraps so the core can act on what happened without
+// knowing the transport: the resource is gone (HTTP 404: not an error to
+// retry), or it already exists (RHSM's 409 on a registration).
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists (409 Conflict)")
+)
+
 // ErrConfiguration is wrapped by transient failures that Cloudoreg's own
 // configuration causes (its credentials rejected): retrying keeps the work
 // until an operator fixes it, and they are logged as errors, not warnings.
