@@ -24,6 +24,7 @@ type Overlay struct {
 	metricsPort int
 	metricsPath string
 	privatePort int
+	cloudWatch  *CloudWatch // nil: no usable logging.cloudwatch section
 }
 
 // ClowderFromEnv loads the cdappconfig.json named by ACG_CONFIG, or returns
@@ -56,6 +57,7 @@ func Clowder(path string) (*Overlay, error) {
 	if app.PrivatePort != nil {
 		o.privatePort = *app.PrivatePort
 	}
+	o.cloudWatch = clowderCloudWatch(app.Logging)
 	if app.Kafka != nil {
 		for _, t := range app.Kafka.Topics {
 			if t.RequestedName != "" && t.Name != "" {
