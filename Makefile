@@ -11,7 +11,11 @@ LDFLAGS  := -X github.com/cloudoreg/cloudoreg/shared/buildinfo.Version=$(VERSION
 # Test timeout: generous for a 2-core CI machine under the race detector.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build run stack demo test bench chaos vet modules fmt clean
+# The linter, pinned; installed into bin/tools by the first `make lint`.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(BIN)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+.PHONY: all build run stack demo test bench chaos vet modules lint fmt clean
 
 all: build
 
@@ -46,6 +50,13 @@ modules: ## each module stands on its own: builds, vets and is tidy outside the 
 
 bench: ## benchmarks (ratios against a baseline measured in the same run)
 	$(GO) test -run '^$$' -bench . -benchmem $(MODULES)
+
+lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml (the import boundary of the core included)
+	$(GOLANGCI_LINT) run $(MODULES)
+
+$(GOLANGCI_LINT):
+	GOBIN=$(abspath $(BIN)/tools) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(BIN)/tools/golangci-lint $@
 
 fmt:
 	gofmt -w listener processor shared scripts

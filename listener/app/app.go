@@ -77,6 +77,7 @@ func LoadConfig() (Config, error) {
 	c.Kafka = o.Kafka(c.Kafka)
 	c.EventsTopic = o.Topic(c.EventsTopic)
 	c.Log = o.Log(c.Log)
+	c.Sources = o.Sources(c.Sources)
 	c.BindHost = o.BindHost(c.BindHost)
 	c.MetricsPort = o.MetricsPort(c.MetricsPort)
 	c.MetricsPath = o.MetricsPath(c.MetricsPath)
@@ -154,6 +155,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		Ready:        l.ready,
 		MaxValue:     l.cfg.MaxEventBytes,
 		MaxInFlight:  l.cfg.MaxInFlight,
+		MaxPayload:   nc.MaxPayload,
 		Backoff:      backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax},
 		DrainTimeout: l.cfg.ShutdownGrace / 2,
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // TestLoadConfigUnderClowder: with ACG_CONFIG set, the listener takes
-// Kafka, its topic's real name and its ports from cdappconfig.json, and its
+// Kafka, its topic's real name, its ports and the Sources URL from cdappconfig.json, and its
 // secrets are all tagged so the start-up summary hides them.
 func TestLoadConfigUnderClowder(t *testing.T) {
 	t.Setenv("ACG_CONFIG", "../../shared/config/testdata/cdappconfig.json")
@@ -24,6 +24,9 @@ func TestLoadConfigUnderClowder(t *testing.T) {
 	}
 	if len(c.Kafka.Brokers) != 2 || c.Kafka.SASLMechanism != "SCRAM-SHA-512" || c.Kafka.CAPEM() == "" {
 		t.Errorf("kafka %v %s, CA set: %v", c.Kafka.Brokers, c.Kafka.SASLMechanism, c.Kafka.CAPEM() != "")
+	}
+	if c.Sources.URL != "https://sources-api-svc.sources-stage.svc:8800" {
+		t.Errorf("Sources URL %q, want Clowder's sources-api endpoint", c.Sources.URL)
 	}
 	if u := config.UntaggedSecrets(c); len(u) > 0 {
 		t.Errorf("secrets not tagged secret:\"true\": %v", u)

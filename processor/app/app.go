@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/processor/internal/claims"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
+	"github.com/cloudoreg/cloudoreg/processor/internal/periodic"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 	"github.com/cloudoreg/cloudoreg/processor/internal/report"
 	"github.com/cloudoreg/cloudoreg/processor/internal/worker"
@@ -53,7 +53,7 @@ func New(cfg Config, log *logrus.Entry) (*Processor, error) {
 		return nil, fmt.Errorf("metrics port: %w", err)
 	}
 	p.ops = srv
-	check := &availability.Handler{Work: p, Log: log, Counted: func(o string) { p.metrics.Checks.WithLabelValues(o).Inc() }}
+	check := &availability.Handler{Work: p, Log: log, Window: cfg.CheckWindow, Counted: func(o string) { p.metrics.Checks.WithLabelValues(o).Inc() }}
 	private, err := ops.Serve(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.PrivatePort)), availability.Mux(check))
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
@@ -70,12 +70,11 @@ func (p *Processor) OpsAddr() string { return p.ops.Addr() }
 func (p *Processor) PrivateAddr() string { return p.private.Addr() }
 
 // Enqueue publishes a work message (the availability check uses it).
-func (p *Processor) Enqueue(ctx context.Context, m work.Message) error {
+func (p *Processor) Enqueue(ctx context.Context, m work.Message) (duplicate bool, err error) {
 	if p.js == nil {
-		return fmt.Errorf("not connected to JetStream yet")
+		return false, fmt.Errorf("not connected to JetStream yet")
 	}
-	_, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()})
-	return err
+	return worker.Enqueue(ctx, p.js, m)
 }
 
 // Run processes work until ctx ends, then stops within the grace period.
@@ -117,12 +116,11 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	w := worker.New(p.workerConfig(), js, rec, reporter, stores.outcomes, stores.parked, p.metrics, p.log)
-	if err := w.Start(ctx); err != nil {
+	if err := w.Start(ctx, nc); err != nil {
 		return err
 	}
-	sub, err := w.WatchMaxDeliveries(nc)
-	if err != nil {
-		return fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
+	if p.cfg.ReconcileEvery > 0 {
+		go p.periodic(stores.claims).Run(ctx)
 	}
 	p.ready.Set("consumers", true, "")
 	p.log.WithField("partitions", p.cfg.Work.Partitions).Info("processor consuming")
@@ -130,7 +128,6 @@ func (p *Processor) Run(ctx context.Context) error {
 	<-ctx.Done()
 	p.ready.Set("consumers", false, "shutting down")
 	p.log.Info("processor stopping: finishing work in progress")
-	_ = sub.Unsubscribe()
 	w.Stop(p.cfg.ShutdownGrace)
 	if err := nc.Drain(); err != nil {
 		p.log.WithError(err).Warn("draining the NATS connection")
@@ -206,6 +203,14 @@ func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporte
 		Claims:   cl,
 		Reporter: reporter,
 	}, nil
+}
+
+func (p *Processor) periodic(cl periodic.Claimed) *periodic.Sweeper {
+	return &periodic.Sweeper{
+		Every: p.cfg.ReconcileEvery, Claims: cl, Log: p.log,
+		Enqueue:  func(ctx context.Context, m work.Message) (bool, error) { return worker.Enqueue(ctx, p.js, m) },
+		Enqueued: p.metrics.PeriodicQueued.Inc,
+	}
 }
 
 func (p *Processor) workerConfig() worker.Config {

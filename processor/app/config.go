@@ -25,6 +25,8 @@ type Config struct {
 	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101"`
 	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
 	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000"`
+	// CheckWindow coalesces availability checks of one source.
+	CheckWindow time.Duration `env:"AVAILABILITY_CHECK_WINDOW" envDefault:"1m"`
 
 	// STS: an empty endpoint means AWS's own. Credentials empty: the SDK's
 	// default chain (web identity, instance role), except against a loopback
@@ -57,6 +59,10 @@ type Config struct {
 	ParkMax      time.Duration `env:"RETRY_PARK_MAX" envDefault:"10m"`
 	SweepEvery   time.Duration `env:"RETRY_SWEEP_INTERVAL" envDefault:"5s"`
 
+	// ReconcileEvery: every source holding an account claim is reconciled
+	// again at least this often (0: never).
+	ReconcileEvery time.Duration `env:"RECONCILE_EVERY" envDefault:"24h"`
+
 	KVReplicas    int           `env:"KV_REPLICAS" envDefault:"1"`
 	OutcomeTTL    time.Duration `env:"OUTCOME_TTL" envDefault:"2160h"`
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"20s"`
@@ -76,6 +82,7 @@ func LoadConfig() (Config, error) {
 	c.Kafka = o.Kafka(c.Kafka)
 	c.StatusTopic = o.Topic(c.StatusTopic)
 	c.Log = o.Log(c.Log)
+	c.Sources = o.Sources(c.Sources)
 	c.BindHost = o.BindHost(c.BindHost)
 	c.MetricsPort = o.MetricsPort(c.MetricsPort)
 	c.MetricsPath = o.MetricsPath(c.MetricsPath)
@@ -93,6 +100,8 @@ func (c Config) validate() error {
 		return errors.New("RETRY_IN_PLACE and RETRY_BUDGET must be positive")
 	case c.SweepEvery <= 0:
 		return errors.New("RETRY_SWEEP_INTERVAL must be positive")
+	case c.ReconcileEvery < 0:
+		return errors.New("RECONCILE_EVERY must not be negative (0 disables it)")
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
@@ -149,11 +150,10 @@ func checkBuildStage(t *testing.T, rel string, build stage, p *program) {
 			}
 			if strings.Contains(in.Args, "go build") {
 				buildLine = &build.Instr[i]
-				break
 			}
 		}
 		if buildLine != nil {
-			break
+			break // what follows the build does not matter
 		}
 	}
 	for _, f := range []string{".", "go.work", "go.work.sum"} {
@@ -952,6 +952,21 @@ func TestClowdAppKafkaTopics(t *testing.T) {
 		if !got[name] {
 			t.Errorf("%s: kafkaTopics lacks %s (%s); Clowder maps only the topics listed", clowdappFile, name, what)
 		}
+	}
+}
+
+// Clowder gives the endpoint of a ClowdApp only to apps that depend on it:
+// without the dependency the programs fall back to SOURCES_URL silently.
+func TestClowdAppDependsOnSources(t *testing.T) {
+	_, app, _ := loadClowdApp(t, programs(t))
+	var deps []string
+	for _, key := range []string{"dependencies", "optionalDependencies"} {
+		for _, d := range asList(get(app, "spec", key)) {
+			deps = append(deps, str(d))
+		}
+	}
+	if !slices.Contains(deps, config.SourcesApp) {
+		t.Errorf("%s: spec.dependencies %v lacks %s, whose endpoint gives the programs the Sources URL", clowdappFile, deps, config.SourcesApp)
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
-// TestCreateOutcomes creates one source per outcome of CONTRACT section 2
-// that a create can reach, and checks the exact text the customer sees and
-// what RHSM holds.
+// TestCreateOutcomes creates one source per outcome of docs/contract.md
+// ("Status messages") that a create can reach, and checks the exact text the
+// customer sees and what RHSM holds.
 func TestCreateOutcomes(t *testing.T) {
 	h := start(t, options{processors: 2})
 	cases := []struct {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,6 +73,7 @@ type harness struct {
 
 	privatePorts  []int
 	tuneProcessor func(*papp.Config)
+	stopListener  func() // stops the listener (once): events stay in Kafka
 }
 
 // start runs the stack, the processors and the listener; everything stops
@@ -155,6 +157,7 @@ func (h *harness) processorConfig(privatePort int) papp.Config {
 	c.RetryInPlace, c.RetryBase, c.RetryMax = 2*time.Second, 50*time.Millisecond, 400*time.Millisecond
 	c.RetryBudget, c.ParkBase, c.ParkMax, c.SweepEvery = 15*time.Second, 200*time.Millisecond, time.Second, 100*time.Millisecond
 	c.ShutdownGrace = 5 * time.Second
+	c.ReconcileEvery = 0 // a test that wants it sets it: it adds status messages
 	if h.tuneProcessor != nil {
 		h.tuneProcessor(&c)
 	}
@@ -192,7 +195,8 @@ func (h *harness) startListener(tune func(*lapp.Config)) {
 		h.t.Fatalf("listener: %v", err)
 	}
 	h.listener = l
-	h.stops = append(h.stops, run(h.t, "listener", l.Run))
+	h.stopListener = sync.OnceFunc(run(h.t, "listener", l.Run))
+	h.stops = append(h.stops, h.stopListener)
 	h.awaitReady(l.OpsAddr())
 }
 

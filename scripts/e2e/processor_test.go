@@ -125,8 +125,9 @@ func TestRHSMConflictBothWays(t *testing.T) {
 	}
 }
 
-// TestEveryCodeHasItsText covers the codes of CONTRACT section 2 that
-// TestCreateOutcomes does not: each reaches the customer verbatim.
+// TestEveryCodeHasItsText covers the codes of docs/contract.md ("Status
+// messages") that TestCreateOutcomes does not: each reaches the customer
+// verbatim.
 func TestEveryCodeHasItsText(t *testing.T) {
 	h := start(t, options{processors: 2})
 	trust := h.stack.STS.Trust()

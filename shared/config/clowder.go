@@ -15,9 +15,10 @@ const PodBindHost = "0.0.0.0"
 
 // Overlay is what Clowder's cdappconfig.json decides for the pod, as far as
 // Cloudoreg uses it: the Kafka cluster and its credentials, the real topic
-// names, and the HTTP ports. The environment configuration stays the base:
-// each method takes the value from the environment and returns Clowder's
-// when Clowder provides one. A nil *Overlay (no Clowder) changes nothing.
+// names, the HTTP ports and the Sources API's address. The environment
+// configuration stays the base: each method takes the value from the
+// environment and returns Clowder's when Clowder provides one. A nil
+// *Overlay (no Clowder) changes nothing.
 type Overlay struct {
 	kafka       *Kafka // nil: no kafka section
 	topics      map[string]string
@@ -25,7 +26,11 @@ type Overlay struct {
 	metricsPath string
 	privatePort int
 	cloudWatch  *CloudWatch // nil: no usable logging.cloudwatch section
+	sourcesURL  string      // "": Clowder names no sources-api dependency
 }
+
+// SourcesApp is the ClowdApp whose endpoint is the Sources API.
+const SourcesApp = "sources-api"
 
 // ClowderFromEnv loads the cdappconfig.json named by ACG_CONFIG, or returns
 // nil when ACG_CONFIG is unset or empty (the local stack). A set but
@@ -58,6 +63,7 @@ func Clowder(path string) (*Overlay, error) {
 		o.privatePort = *app.PrivatePort
 	}
 	o.cloudWatch = clowderCloudWatch(app.Logging)
+	o.sourcesURL = endpointURL(app.Endpoints, SourcesApp)
 	if app.Kafka != nil {
 		for _, t := range app.Kafka.Topics {
 			if t.RequestedName != "" && t.Name != "" {
@@ -73,6 +79,25 @@ func Clowder(path string) (*Overlay, error) {
 		}
 	}
 	return o, nil
+}
+
+// endpointURL is the base URL of the ClowdApp app among Clowder's
+// dependency endpoints: https on its TLS port when it has one, else http on
+// its port; "" when app is not a dependency (or has no usable port). The
+// API path stays the client's: Clowder's apiPath is only the app's name.
+func endpointURL(endpoints []clowder.DependencyEndpoint, app string) string {
+	for _, e := range endpoints {
+		if e.App != app || e.Hostname == "" {
+			continue
+		}
+		switch {
+		case e.TlsPort != nil && *e.TlsPort > 0:
+			return "https://" + net.JoinHostPort(e.Hostname, strconv.Itoa(*e.TlsPort))
+		case e.Port > 0:
+			return "http://" + net.JoinHostPort(e.Hostname, strconv.Itoa(e.Port))
+		}
+	}
+	return ""
 }
 
 // clowderKafka turns Clowder's brokers into connection settings. Clowder
@@ -180,6 +205,16 @@ func (o *Overlay) MetricsPath(env string) string {
 		return env
 	}
 	return o.metricsPath
+}
+
+// Sources returns env with the URL of Clowder's sources-api dependency
+// endpoint, when the ClowdApp declares that dependency; SOURCES_URL stays
+// the fallback.
+func (o *Overlay) Sources(env Sources) Sources {
+	if o != nil && o.sourcesURL != "" {
+		env.URL = o.sourcesURL
+	}
+	return env
 }
 
 // PrivatePort returns Clowder's privatePort (the ClowdApp's private web

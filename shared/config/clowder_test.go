@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -23,6 +24,7 @@ const cdappconfig = "testdata/cdappconfig.json"
 type programConfig struct {
 	Kafka       config.Kafka
 	NATS        config.NATS
+	Sources     config.Sources
 	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
 	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
 	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101"`
@@ -34,6 +36,7 @@ type programConfig struct {
 func overlay(c programConfig, o *config.Overlay) programConfig {
 	c.Kafka = o.Kafka(c.Kafka)
 	c.StatusTopic = o.Topic(c.StatusTopic)
+	c.Sources = o.Sources(c.Sources)
 	c.BindHost = o.BindHost(c.BindHost)
 	c.MetricsPort = o.MetricsPort(c.MetricsPort)
 	c.MetricsPath = o.MetricsPath(c.MetricsPath)
@@ -54,6 +57,8 @@ func TestClowderOverlaysTheEnvironment(t *testing.T) {
 	t.Setenv("KAFKA_CA_FILE", writeFile(t, dir, "kafka-ca", "not the Clowder CA"))
 	t.Setenv("NATS_URL", "nats://nats.cloudoreg-stage.svc:4222")
 	t.Setenv("METRICS_PORT", "9999")
+	t.Setenv("SOURCES_URL", "http://127.0.0.1:8000")
+	t.Setenv("SOURCES_TIMEOUT", "3s")
 
 	var env programConfig
 	if err := config.Parse(&env); err != nil {
@@ -112,6 +117,9 @@ func TestClowderOverlaysTheEnvironment(t *testing.T) {
 	if c.BindHost != "0.0.0.0" || c.MetricsPort != 9000 || c.MetricsPath != "/metrics" || c.PrivatePort != 10000 {
 		t.Errorf("bind %q metrics %d %q private %d, want 0.0.0.0 9000 /metrics 10000",
 			c.BindHost, c.MetricsPort, c.MetricsPath, c.PrivatePort)
+	}
+	if c.Sources.URL != "https://sources-api-svc.sources-stage.svc:8800" || c.Sources.Timeout != 3*time.Second {
+		t.Errorf("Sources %q (timeout %s), want the sources-api endpoint's TLS port and the environment's timeout", c.Sources.URL, c.Sources.Timeout)
 	}
 	if c.NATS.URL != "nats://nats.cloudoreg-stage.svc:4222" {
 		t.Errorf("NATS URL %q: Clowder has no NATS, the environment must stay", c.NATS.URL)
@@ -208,6 +216,47 @@ func TestClowderKafkaShapes(t *testing.T) {
 	}
 }
 
+// The Sources URL comes from the sources-api dependency endpoint: its TLS
+// port with https when it has one, else its port with http; SOURCES_URL
+// when the ClowdApp does not depend on sources-api.
+func TestClowderSourcesEndpoint(t *testing.T) {
+	const env = "http://sources.example:8000"
+	for _, tc := range []struct {
+		name, endpoints, want string
+	}{
+		{"tls port preferred", `[{"app": "sources-api", "name": "svc", "hostname": "sources-api-svc.ns.svc", "port": 8000, "tlsPort": 8800, "apiPath": "sources"}]`,
+			"https://sources-api-svc.ns.svc:8800"},
+		{"plain port", `[{"app": "sources-api", "name": "svc", "hostname": "sources-api-svc.ns.svc", "port": 8000, "apiPath": "sources"}]`,
+			"http://sources-api-svc.ns.svc:8000"},
+		{"tls port 0 is none", `[{"app": "sources-api", "name": "svc", "hostname": "sources-api-svc.ns.svc", "port": 8000, "tlsPort": 0, "apiPath": "sources"}]`,
+			"http://sources-api-svc.ns.svc:8000"},
+		{"another app only", `[{"app": "rbac", "name": "service", "hostname": "rbac-service.ns.svc", "port": 8000, "apiPath": "rbac"}]`,
+			env},
+		{"no port", `[{"app": "sources-api", "name": "svc", "hostname": "sources-api-svc.ns.svc", "port": 0, "apiPath": "sources"}]`,
+			env},
+		{"no endpoints", `[]`, env},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := `{"metricsPort": 9000, "metricsPath": "/metrics", "logging": {"type": "null"}, "endpoints": ` + tc.endpoints + `}`
+			o, err := config.Clowder(writeFile(t, t.TempDir(), "cdappconfig.json", doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := config.Sources{URL: env, PSK: "psk", Timeout: time.Second}
+			got := o.Sources(base)
+			want := base
+			want.URL = tc.want
+			if !same(t, got, want) {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+	var none *config.Overlay
+	if got := none.Sources(config.Sources{URL: env}); got.URL != env {
+		t.Errorf("no Clowder: %q", got.URL)
+	}
+}
+
 func TestClowderBrokerWithoutPort(t *testing.T) {
 	doc := `{"metricsPort": 9000, "metricsPath": "/metrics", "logging": {"type": "null"},
 		"kafka": {"brokers": [{"hostname": "kafka"}], "topics": []}}`
@@ -247,7 +296,7 @@ func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		for _, prefix := range []string{"ACG_CONFIG", "KAFKA_", "NATS_", "METRICS_", "PRIVATE_PORT", "BIND_HOST"} {
+		for _, prefix := range []string{"ACG_CONFIG", "KAFKA_", "NATS_", "METRICS_", "PRIVATE_PORT", "BIND_HOST", "SOURCES_"} {
 			if strings.HasPrefix(name, prefix) {
 				t.Setenv(name, "") // restored after the test
 				if err := os.Unsetenv(name); err != nil {

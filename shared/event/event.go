@@ -1,6 +1,7 @@
-// Package event decodes the Sources event stream (CONTRACT section 1) into
-// plain values: which event, which tenant, which ids. It knows nothing of
-// Kafka: the listener hands it header values and the message value.
+// Package event decodes the Sources event stream (docs/contract.md, "Event
+// stream") into plain values: which event, which tenant, which ids. It knows
+// nothing of Kafka: the listener hands it header values and the message
+// value.
 package event
 
 import (

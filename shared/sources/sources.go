@@ -1,6 +1,6 @@
-// Package sources is a client of the Sources REST API (CONTRACT section 3):
-// the few reads Cloudoreg needs, with every failure classified as gone,
-// misconfigured, transient or permanent.
+// Package sources is a client of the Sources REST API (docs/contract.md,
+// "Sources REST API"): the few reads Cloudoreg needs, with every failure
+// classified as gone, misconfigured, transient or permanent.
 package sources
 
 import (
@@ -130,13 +130,18 @@ func (c *Client) AuthenticationWithSecret(ctx context.Context, t event.Tenant, i
 	return a, err
 }
 
+// CachedCloudMeterTypeID is the cloud-meter application type id if an
+// earlier CloudMeterTypeID call found it: answered without a call.
+func (c *Client) CachedCloudMeterTypeID() (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.typeID, c.typeID != ""
+}
+
 // CloudMeterTypeID is the id of the cloud-meter application type. Ids differ
 // per installation, so it is looked up by name and cached.
 func (c *Client) CloudMeterTypeID(ctx context.Context, t event.Tenant) (string, error) {
-	c.mu.Lock()
-	id := c.typeID
-	c.mu.Unlock()
-	if id != "" {
+	if id, ok := c.CachedCloudMeterTypeID(); ok {
 		return id, nil
 	}
 	var page struct{ Data []struct{ ID string } }
@@ -160,7 +165,7 @@ func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Val
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w: %v", path, ErrInvalid, err)
+		return fmt.Errorf("GET %s: %w: %w", path, ErrInvalid, err)
 	}
 	if t.OrgID != "" {
 		req.Header.Set(event.HeaderOrgID, t.OrgID)
@@ -182,7 +187,7 @@ func (c *Client) get(ctx context.Context, t event.Tenant, path string, q url.Val
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("GET %s: %w: undecodable response: %v", path, ErrInvalid, err)
+			return fmt.Errorf("GET %s: %w: undecodable response: %w", path, ErrInvalid, err)
 		}
 		return nil
 	case resp.StatusCode == http.StatusNotFound:
@@ -215,7 +220,7 @@ func transportFailure(path string, err error) error {
 		errors.Is(cause, io.EOF), errors.Is(cause, io.ErrUnexpectedEOF), errors.Is(cause, syscall.ECONNRESET):
 		return &TransientError{Err: err}
 	default:
-		return fmt.Errorf("GET %s: %w: %v", path, ErrInvalid, err)
+		return fmt.Errorf("GET %s: %w: %w", path, ErrInvalid, err)
 	}
 }
 

@@ -1,8 +1,9 @@
-// Package status holds the availability status message that Cloudoreg writes to
-// platform.sources.status and the customer-facing error texts it may carry.
-// The texts are part of the contract with the console UI and support
-// documentation (cloudigrade's codes), so they are kept verbatim here, in one
-// place, for the processor, the Sources stand-in and the tests alike.
+// Package status holds the availability status message that Cloudoreg writes
+// to platform.sources.status and the customer-facing error texts it may
+// carry. The texts (docs/contract.md, "Status messages") are part of the
+// contract with the console UI and support documentation (cloudigrade's
+// codes), so they are kept verbatim here, in one place, for the processor,
+// the Sources stand-in and the tests alike.
 package status
 
 import "fmt"

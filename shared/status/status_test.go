@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// contractPrefix is CONTRACT section 2: every text starts with it.
+// contractPrefix is from docs/contract.md, "Status messages": every text starts with it.
 const contractPrefix = "Could not enable cloud metering. Error code "
 
-// contractTexts is the table of CONTRACT section 2, copied verbatim (the UI
+// contractTexts is the table of docs/contract.md, "Status messages", copied verbatim (the UI
 // and support documentation know these), plus the README's CR4xxx codes.
 var contractTexts = map[Code]string{
 	CG1001: "AWS ARN must be unique, but another cloud account with the same AWS ARN already exists.",

@@ -1,6 +1,6 @@
 // Package testkit holds the few helpers every test harness of Cloudoreg
 // needs: free loopback ports, a log buffer safe for many writers, reading
-// one metric, and waiting for an HTTP endpoint to answer a status.
+// one metric, and waiting for a condition or an HTTP endpoint's status.
 package testkit
 
 import (
@@ -88,5 +88,20 @@ func AwaitHTTP(t testing.TB, url string, want int, limit time.Duration) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s never answered %d", url, want)
 		}
+	}
+}
+
+// Await polls cond until it holds, for state that has no event to wait on.
+// It fails the test after limit.
+func Await(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
 	}
 }

@@ -21,10 +21,14 @@ const (
 	DLQPrefix     = "cloudoreg.dlq."
 )
 
-// KindCheck is the kind of work that does not come from the Sources event
-// stream: an availability check asked for by Sources. (A parked retry keeps
-// the kind of the work it retries; its attempt header marks it.)
-const KindCheck = "Cloudoreg.check"
+// Kinds of work that do not come from the Sources event stream: an
+// availability check asked for by Sources, and the periodic reconcile of a
+// source that holds an account claim. (A parked retry keeps the kind of the
+// work it retries; its attempt header marks it.)
+const (
+	KindCheck     = "Cloudoreg.check"
+	KindReconcile = "Cloudoreg.reconcile"
+)
 
 // NATS header names of a work message.
 const (
@@ -51,7 +55,8 @@ type Message struct {
 	// Identity is the raw x-rh-identity, copied onto status messages. Secret.
 	Identity string
 	// Origin says where the work came from (topic/partition/offset, "check",
-	// "retry/<attempt>"): for logs and as the JetStream dedup id.
+	// "retry/<source>/<parked revision>"): for logs and as the JetStream
+	// dedup id.
 	Origin string
 	// Attempt and FirstFailure carry the retry budget across a parked retry.
 	Attempt      int

@@ -1,13 +1,18 @@
 // Package availability serves the availability check Sources calls
-// (CONTRACT section 6): it answers at once and enqueues a re-verification
-// of the source, whose outcome reaches Sources through the status topic.
+// (docs/contract.md, "Availability check"): it answers at once and enqueues
+// a re-verification of the source, whose outcome reaches Sources through the
+// status topic.
+// Checks of one source within a window coalesce into one.
 package availability
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -22,9 +27,13 @@ const (
 	Path            = "/internal/api/cloudoreg/v1/availability_status"
 )
 
-// Enqueuer publishes a work message.
+// MaxBody bounds a request: Sources sends a few dozen bytes.
+const MaxBody = 4 << 10
+
+// Enqueuer publishes a work message; duplicate says the work stream already
+// held its message id.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, m work.Message) error
+	Enqueue(ctx context.Context, m work.Message) (duplicate bool, err error)
 }
 
 // Handler serves the availability check.
@@ -32,8 +41,13 @@ type Handler struct {
 	Work    Enqueuer
 	Log     *logrus.Entry
 	Counted func(outcome string)
+	// Window coalesces checks: all checks of a source within one window
+	// share a message id, so at most one of them is queued.
+	Window time.Duration
+	Now    func() time.Time // the clock; time.Now when nil
 }
 
+// request is Sources' body, and nothing else.
 type request struct {
 	SourceID json.RawMessage `json:"source_id"`
 }
@@ -44,15 +58,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return
 	}
-	var req request
-	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if json.Unmarshal(body, &req) != nil {
-		h.fail(w, http.StatusBadRequest, "bad_request", "body must be JSON with source_id")
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		h.fail(w, http.StatusBadRequest, "bad_request", "the body could not be read")
 		return
 	}
-	sourceID, ok := normaliseID(req.SourceID)
+	if len(body) > MaxBody {
+		h.fail(w, http.StatusRequestEntityTooLarge, "too_large", "the body is larger than "+strconv.Itoa(MaxBody)+" bytes")
+		return
+	}
+	sourceID, ok := decode(body)
 	if !ok {
-		h.fail(w, http.StatusBadRequest, "bad_request", "source_id is required and must be a Sources id")
+		h.fail(w, http.StatusBadRequest, "bad_request", `body must be {"source_id":"<Sources id>"}`)
 		return
 	}
 	identity := r.Header.Get(event.HeaderIdentity)
@@ -61,15 +78,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, "no_tenant", "a tenant header (x-rh-sources-org-id, x-rh-sources-account-number or x-rh-identity) is required")
 		return
 	}
-	m := work.Message{Kind: work.KindCheck, SourceID: sourceID, Tenant: tenant, Identity: identity, Origin: "check"}
-	if err := h.Work.Enqueue(r.Context(), m); err != nil {
+	m := work.Message{Kind: work.KindCheck, SourceID: sourceID, Tenant: tenant, Identity: identity, Origin: h.origin(sourceID)}
+	duplicate, err := h.Work.Enqueue(r.Context(), m)
+	if err != nil {
 		h.Log.WithError(err).WithField("source_id", sourceID).Warn("availability check could not be enqueued")
 		h.fail(w, http.StatusServiceUnavailable, "unavailable", "the check could not be queued; try again")
 		return
 	}
-	h.count("accepted")
-	h.Log.WithFields(logrus.Fields{"source_id": sourceID, "org_id": tenant.OrgID}).Info("availability check queued")
+	log := h.Log.WithFields(logrus.Fields{"source_id": sourceID, "org_id": tenant.OrgID, "origin": m.Origin})
+	if duplicate {
+		h.count("coalesced")
+		log.Info("availability check coalesced with one already queued")
+	} else {
+		h.count("accepted")
+		log.Info("availability check queued")
+	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// origin is the check's message id: one per source and window.
+func (h *Handler) origin(sourceID string) string {
+	now := time.Now
+	if h.Now != nil {
+		now = h.Now
+	}
+	slot := int64(0)
+	if h.Window > 0 {
+		slot = now().UnixNano() / int64(h.Window)
+	}
+	return "check/" + sourceID + "/" + strconv.FormatInt(slot, 10)
 }
 
 func (h *Handler) fail(w http.ResponseWriter, code int, outcome, msg string) {
@@ -83,12 +120,19 @@ func (h *Handler) count(outcome string) {
 	}
 }
 
-// normaliseID accepts the id as a JSON string (as Sources sends it) or number.
-func normaliseID(raw json.RawMessage) (string, bool) {
+// decode reads Sources' body: exactly one field, source_id, a JSON string
+// (as Sources sends it) or number holding a Sources id.
+func decode(body []byte) (string, bool) {
+	var req request
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if d.Decode(&req) != nil || d.More() || req.SourceID == nil {
+		return "", false
+	}
 	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	if json.Unmarshal(req.SourceID, &s) != nil {
 		var n json.Number
-		if json.Unmarshal(raw, &n) != nil {
+		if json.Unmarshal(req.SourceID, &n) != nil {
 			return "", false
 		}
 		s = n.String()

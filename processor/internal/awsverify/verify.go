@@ -1,15 +1,16 @@
 // Package awsverify verifies that Cloudoreg can use a customer's IAM role
-// (CONTRACT.md section 4): AssumeRole with Cloudoreg's own credentials, the
-// customer's external id and a session policy that allows nothing but
-// sts:GetCallerIdentity, then GetCallerIdentity with the temporary
-// credentials. Every failure comes back classified by package failure:
-// permanent with the code to report (CG1004, CG3000, CG3002, CG3003) or
+// (docs/contract.md, "AWS STS"): AssumeRole with Cloudoreg's own
+// credentials, the customer's external id and a session policy that allows
+// nothing but sts:GetCallerIdentity, then GetCallerIdentity with the
+// temporary credentials. Every failure comes back classified by package failure:
+// permanent with the code to report (CG1004, CG3002, CG3003) or
 // transient (retried by the processor with its own backoff).
 //
 // Errors never carry the external id or any credential: they are logged.
-// They are built from the AWS error code, HTTP status and request id, and
-// the AWS message with every known secret redacted (AWS echoes an invalid
-// external id in its ValidationError message, for one).
+// They are built from the operation, the AWS error code, HTTP status and
+// request id only; AWS's message is left out, because it quotes request
+// values (an invalid external id, for one). Nothing is ever redacted out of
+// a text: what could hold a secret is not put in.
 package awsverify
 
 import (
@@ -17,8 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
-	"slices"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -54,9 +56,17 @@ const (
 
 // ErrServiceCredentials marks (inside a transient failure) an AssumeRole
 // that AWS rejected because of Cloudoreg's own credentials, not the
-// customer's role. Operators must fix the configuration; test it with
-// errors.Is to log it loudly.
-var ErrServiceCredentials = errors.New("STS rejected Cloudoreg's own AWS credentials")
+// customer's role. It wraps failure.ErrConfiguration: an operator must fix
+// the AWS_* settings or the credential chain.
+var ErrServiceCredentials error = serviceCredentialsError{}
+
+type serviceCredentialsError struct{}
+
+func (serviceCredentialsError) Error() string {
+	return "STS rejected Cloudoreg's own AWS credentials (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the SDK's credential chain)"
+}
+
+func (serviceCredentialsError) Unwrap() error { return failure.ErrConfiguration }
 
 // Config configures a Verifier.
 type Config struct {
@@ -80,7 +90,6 @@ type Config struct {
 type Verifier struct {
 	client  *sts.Client
 	timeout time.Duration
-	secrets []string // Cloudoreg's static credentials, redacted from errors
 }
 
 // New builds a Verifier. The SDK's own retries are off: the processor
@@ -116,7 +125,6 @@ func New(ctx context.Context, c Config) (*Verifier, error) {
 	return &Verifier{
 		client:  client,
 		timeout: c.Timeout,
-		secrets: []string{c.AccessKeyID, c.SecretAccessKey, c.SessionToken},
 	}, nil
 }
 
@@ -130,13 +138,13 @@ func SessionName(role RoleARN) string { return "cloudoreg-" + role.AccountID }
 // again. nil means verified; each STS call is bounded by Config.Timeout.
 // Failures are classified:
 //   - the ARN does not parse: permanent CG1004;
-//   - AssumeRole denied: permanent CG3002;
-//   - AssumeRole rejected the request for another customer-side reason
-//     (invalid external id, STS not activated in the region): permanent CG3000;
+//   - any client error of AssumeRole (denied, an external id AWS rejects,
+//     STS disabled in the region, an unknown code) but throttling and
+//     Cloudoreg's own credentials: permanent CG3002;
 //   - GetCallerIdentity with the session fails, or the identity is not an
 //     assumed role of the customer's account: permanent CG3003;
-//   - throttling, 5xx, timeouts, network errors, Cloudoreg's own credentials
-//     rejected (see ErrServiceCredentials) and anything unexpected: transient.
+//   - throttling, 5xx, timeouts, network errors and Cloudoreg's own
+//     credentials rejected (see ErrServiceCredentials): transient.
 func (v *Verifier) Verify(ctx context.Context, role RoleARN, externalID string) error {
 	// Re-parse Raw: never send AWS an ARN that did not go through the parser.
 	role, err := ParseRoleARN(role.Raw)
@@ -144,7 +152,6 @@ func (v *Verifier) Verify(ctx context.Context, role RoleARN, externalID string) 
 		return err
 	}
 	ext := strings.TrimSpace(externalID)
-	secrets := append([]string{externalID, ext}, v.secrets...)
 
 	in := &sts.AssumeRoleInput{
 		RoleArn:         aws.String(role.Raw),
@@ -159,14 +166,13 @@ func (v *Verifier) Verify(ctx context.Context, role RoleARN, externalID string) 
 	out, err := v.client.AssumeRole(actx, in)
 	cancel()
 	if err != nil {
-		return classify(opAssumeRole, err, secrets)
+		return classify(opAssumeRole, err)
 	}
 	c := out.Credentials
 	if c == nil || aws.ToString(c.AccessKeyId) == "" || aws.ToString(c.SecretAccessKey) == "" {
 		// A 200 without credentials is a broken answer, not the customer's doing.
 		return failure.Transient(Target, errors.New(opAssumeRole+": the answer carries no credentials"))
 	}
-	secrets = append(secrets, aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
 
 	session := sts.New(v.client.Options(), func(o *sts.Options) {
 		o.Credentials = credentials.NewStaticCredentialsProvider(
@@ -176,10 +182,10 @@ func (v *Verifier) Verify(ctx context.Context, role RoleARN, externalID string) 
 	id, err := session.GetCallerIdentity(gctx, &sts.GetCallerIdentityInput{})
 	cancel()
 	if err != nil {
-		return classify(opGetCallerIdentity, err, secrets)
+		return classify(opGetCallerIdentity, err)
 	}
 	if reason := checkIdentity(role, aws.ToString(id.Arn), aws.ToString(id.Account)); reason != "" {
-		return failure.Permanent(status.CG3003, Target, errors.New(truncate(redact(opGetCallerIdentity+": "+reason, secrets), maxMessage)))
+		return failure.Permanent(status.CG3003, Target, errors.New(truncate(opGetCallerIdentity+": "+reason, maxMessage)))
 	}
 	return nil
 }
@@ -205,75 +211,38 @@ func checkIdentity(role RoleARN, arn, account string) string {
 	return ""
 }
 
-// codeClass is what an AWS error code on AssumeRole means.
-type codeClass int
-
-const (
-	classUnknown codeClass = iota
-	classDenied
-	classOwnCredentials
-	classRejected
-)
-
-// Codes that are transient whatever the operation: throttling (AWS's and
-// the SDK's own list) and server-side trouble reported with a 4xx.
-var transientCodes = map[string]bool{
+// throttlingCodes are transient whatever the operation: AWS is asking to
+// slow down, or reports trouble of its own with a 4xx.
+var throttlingCodes = map[string]bool{
 	"Throttling": true, "ThrottlingException": true, "ThrottledException": true,
 	"RequestThrottledException": true, "TooManyRequestsException": true, "RequestThrottled": true,
 	"RequestLimitExceeded": true, "BandwidthLimitExceeded": true, "LimitExceededException": true,
 	"SlowDown": true, "PriorRequestNotComplete": true, "ProvisionedThroughputExceededException": true,
-	"RequestTimeout": true, "RequestTimeoutException": true, "IDPCommunicationError": true,
+	"RequestTimeout": true, "RequestTimeoutException": true,
 	"ServiceUnavailable": true, "InternalFailure": true, "InternalError": true,
 	// Clock skew: the SDK corrects its clock offset on the next attempt.
 	"RequestExpired": true, "RequestTimeTooSkewed": true,
 }
 
-// assumeRoleCodes classifies AssumeRole errors that are not transient.
-//
-// AccessDenied is what AWS answers when the role's trust policy does not
-// trust Cloudoreg's principal, when the external id does not match, when the
-// role does not exist, and also when Cloudoreg's own policy lacks
-// sts:AssumeRole: the codes cannot tell these apart and only the first three
-// happen with a correctly deployed Cloudoreg, so AccessDenied is the
-// customer's (CG3002).
-//
-// InvalidClientTokenId, SignatureDoesNotMatch, ExpiredToken and friends are
-// about the credentials that signed the request: Cloudoreg's own. Reporting
-// them to the customer as CG3002 would blame the wrong party, so they are
-// transient (wrapping ErrServiceCredentials): the processor retries while an
-// operator fixes the configuration (or the credential chain refreshes an
-// expired token) and reports CG3000 only if its retry budget runs out.
-//
-// ValidationError and friends mean AWS refused the customer's input (an
-// external id that is not a valid external id, an ARN AWS rejects) or that
-// STS is not activated in the region for the customer's account: no retry
-// helps, but it is not a denial, so CG3000. MalformedPolicyDocument and
-// PackedPolicyTooLarge would be a bug in SessionPolicy; retrying cannot fix
-// that either.
-//
-// Any other code is transient: when in doubt, package failure retries
-// rather than report a false "unavailable".
-var assumeRoleCodes = map[string]codeClass{
-	"AccessDenied":          classDenied,
-	"AccessDeniedException": classDenied,
-
-	"InvalidClientTokenId":        classOwnCredentials,
-	"UnrecognizedClientException": classOwnCredentials,
-	"SignatureDoesNotMatch":       classOwnCredentials,
-	"IncompleteSignature":         classOwnCredentials,
-	"MissingAuthenticationToken":  classOwnCredentials,
-	"InvalidAccessKeyId":          classOwnCredentials,
-	"ExpiredToken":                classOwnCredentials,
-	"ExpiredTokenException":       classOwnCredentials,
-	"AuthFailure":                 classOwnCredentials,
-	"OptInRequired":               classOwnCredentials,
-
-	"ValidationError":             classRejected,
-	"InvalidParameterValue":       classRejected,
-	"InvalidParameterCombination": classRejected,
-	"MalformedPolicyDocument":     classRejected,
-	"PackedPolicyTooLarge":        classRejected,
-	"RegionDisabledException":     classRejected,
+// ownCredentialCodes are AssumeRole errors about the credentials that signed
+// the request: Cloudoreg's own. Blaming the customer (CG3002) would send them
+// to fix a role that is fine, so they are transient, wrap
+// ErrServiceCredentials, and are logged as errors: the processor retries
+// while an operator fixes the configuration (or the credential chain
+// refreshes an expired token) and reports CG3000 only when its retry budget
+// runs out. On GetCallerIdentity the same codes are about the session the
+// customer's role gave us, so they are CG3003 there.
+var ownCredentialCodes = map[string]bool{
+	"InvalidClientTokenId":        true,
+	"UnrecognizedClientException": true,
+	"SignatureDoesNotMatch":       true,
+	"IncompleteSignature":         true,
+	"MissingAuthenticationToken":  true,
+	"InvalidAccessKeyId":          true,
+	"ExpiredToken":                true,
+	"ExpiredTokenException":       true,
+	"AuthFailure":                 true,
+	"OptInRequired":               true,
 }
 
 // Operation names, as they appear in errors.
@@ -282,15 +251,26 @@ const (
 	opGetCallerIdentity = "GetCallerIdentity"
 )
 
-// classify turns an SDK error of op into a classified failure whose message
-// holds no secret. Every non-transient error of GetCallerIdentity is CG3003:
-// the credentials that signed it are the session the customer's role gave
-// us, so whatever AWS refuses there is the role's doing.
-func classify(op string, err error, secrets []string) error {
+// classify turns an SDK error of op into a classified failure, as
+// cloudigrade did: on AssumeRole every client error other than throttling is
+// the customer's role setup (CG3002; AccessDenied covers a missing role, a
+// trust policy that does not trust Cloudoreg and a wrong or missing external
+// id; ValidationError an external id AWS does not accept; RegionDisabled STS
+// not activated for the customer's account), except that Cloudoreg's own
+// credentials being rejected is transient (see ownCredentialCodes). Every
+// non-transient error of GetCallerIdentity is CG3003: the credentials that
+// signed it are the session the customer's role gave us.
+//
+// The error text holds the operation, the AWS error code, the HTTP status
+// and the request id, never AWS's message: AWS quotes request values in it
+// (an invalid external id, for one), and the code and request id are what
+// AWS support and CloudTrail need.
+func classify(op string, err error) error {
 	var (
 		apiErr  smithy.APIError
 		respErr *awshttp.ResponseError
 		sendErr *smithyhttp.RequestSendError
+		urlErr  *url.Error
 		netErr  net.Error
 		httpSt  int
 		reqID   string
@@ -303,45 +283,81 @@ func classify(op string, err error, secrets []string) error {
 		return failure.Transient(Target, fmt.Errorf("%s: timed out: %w", op, context.DeadlineExceeded))
 	case errors.Is(err, context.Canceled):
 		return failure.Transient(Target, fmt.Errorf("%s: %w", op, context.Canceled))
+	case errors.As(err, &urlErr):
+		// The URL is the configured endpoint and the request body (with the
+		// external id) is not in the error; the cause alone is enough.
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, urlErr.Err))
 	case errors.As(err, &sendErr):
-		return failure.Transient(Target, errors.New(redact(op+": network error: "+sendErr.Err.Error(), secrets)))
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, sendErr.Err))
 	case errors.As(err, &netErr):
-		return failure.Transient(Target, errors.New(redact(op+": network error: "+netErr.Error(), secrets)))
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, netErr))
 	case !errors.As(err, &apiErr):
 		if httpSt != 0 {
 			// An answer that is not an AWS error document (a proxy's page, a
 			// truncated body) is never the customer's doing.
-			return failure.Transient(Target, fmt.Errorf("%s: unreadable answer (HTTP %d, request id %q)", op, httpSt, reqID))
+			return failure.Transient(Target, fmt.Errorf("%s: unreadable answer (HTTP %d, request id %s)", op, httpSt, token(reqID)))
 		}
-		return failure.Transient(Target, errors.New(truncate(redact(op+": "+err.Error(), secrets), maxMessage)))
+		// Raised by the SDK before anything was sent (no credentials in the
+		// chain, for one): its text describes Cloudoreg's side only.
+		return failure.Transient(Target, errors.New(truncate(op+": "+err.Error(), maxMessage)))
 	}
 
 	code := apiErr.ErrorCode()
-	msg := errors.New(truncate(redact(fmt.Sprintf("%s: %s (HTTP %d, request id %q): %s",
-		op, code, httpSt, reqID, apiErr.ErrorMessage()), secrets), maxMessage))
+	msg := fmt.Errorf("%s: %s (HTTP %d, request id %s)", op, token(code), httpSt, token(reqID))
+	if by := credentialChainCall(op, err); by != "" {
+		// The SDK's credential chain (web identity, for one) failed to get
+		// Cloudoreg's own credentials: its STS call's error says nothing of
+		// the customer's role.
+		msg = fmt.Errorf("%s: getting Cloudoreg's credentials: %s: %s", op, by, token(code))
+		if throttlingCodes[code] || httpSt >= 500 || httpSt == http.StatusTooManyRequests {
+			return failure.Transient(Target, msg)
+		}
+		return failure.Transient(Target, fmt.Errorf("%w: %w", ErrServiceCredentials, msg))
+	}
 	switch {
-	case transientCodes[code] || httpSt >= 500 || httpSt == 429:
+	case throttlingCodes[code] || httpSt >= 500 || httpSt == http.StatusTooManyRequests:
 		return failure.Transient(Target, msg)
 	case op == opGetCallerIdentity:
 		return failure.Permanent(status.CG3003, Target, msg)
-	}
-	switch assumeRoleCodes[code] {
-	case classDenied:
-		return failure.Permanent(status.CG3002, Target, msg)
-	case classOwnCredentials:
+	case ownCredentialCodes[code]:
 		return failure.Transient(Target, fmt.Errorf("%w: %w", ErrServiceCredentials, msg))
-	case classRejected:
-		return failure.Permanent(status.CG3000, Target, msg)
 	}
-	return failure.Transient(Target, fmt.Errorf("%w (unexpected error code)", msg))
+	return failure.Permanent(status.CG3002, Target, msg)
 }
 
-// maxMessage bounds the text of an error built from an AWS answer (it is
-// logged, and the answer's message can be anything).
+// credentialChainCall names the operation inside err that is not op: an
+// API call the SDK made on its own to get the credentials op is signed with
+// (AssumeRoleWithWebIdentity, for one). "" when err is op's alone.
+func credentialChainCall(op string, err error) string {
+	var oe *smithy.OperationError
+	for e := err; errors.As(e, &oe); e = oe.Err {
+		if oe.OperationName != op {
+			return token(oe.OperationName)
+		}
+	}
+	return ""
+}
+
+// tokenRE is what AWS error codes and request ids look like.
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// token quotes an identifier AWS sent; anything else (a broken or hostile
+// answer) is not repeated.
+func token(s string) string {
+	if tokenRE.MatchString(s) {
+		return s
+	}
+	if s == "" {
+		return "(none)"
+	}
+	return "(malformed)"
+}
+
+// maxMessage bounds the text of an error that quotes the SDK or an answer
+// (it is logged).
 const maxMessage = 1024
 
-// truncate cuts s to at most n bytes on a rune boundary. Redact first:
-// a cut secret would no longer match.
+// truncate cuts s to at most n bytes on a rune boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -350,21 +366,4 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "..."
-}
-
-// redact replaces every non-empty secret in s, verbatim and URL-encoded (as
-// an echoed request body would hold it), longest first so that no part of a
-// longer secret survives the replacement of a shorter one.
-func redact(s string, secrets []string) string {
-	var forms []string
-	for _, secret := range secrets {
-		if secret != "" {
-			forms = append(forms, secret, url.QueryEscape(secret), url.PathEscape(secret))
-		}
-	}
-	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
-	for _, f := range forms {
-		s = strings.ReplaceAll(s, f, "[redacted]")
-	}
-	return s
 }

@@ -6,12 +6,17 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
@@ -214,13 +219,12 @@ func TestVerifyCallerIdentityDenied(t *testing.T) {
 func TestVerifyTransientFaults(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"throttling":             `{"status":400,"count":1}`,
-		"ThrottlingException":    `{"status":400,"code":"ThrottlingException","count":1}`,
-		"RequestLimitExceeded":   `{"status":400,"code":"RequestLimitExceeded","count":1}`,
-		"service unavailable":    `{"status":503,"count":1}`,
-		"internal failure":       `{"status":500,"count":1}`,
-		"5xx with odd code":      `{"status":502,"code":"AccessDenied","count":1}`,
-		"unexpected 4xx on role": `{"status":400,"code":"SomethingNew","count":1}`,
+		"throttling":           `{"status":400,"count":1}`,
+		"ThrottlingException":  `{"status":400,"code":"ThrottlingException","count":1}`,
+		"RequestLimitExceeded": `{"status":400,"code":"RequestLimitExceeded","count":1}`,
+		"service unavailable":  `{"status":503,"count":1}`,
+		"internal failure":     `{"status":500,"count":1}`,
+		"5xx with odd code":    `{"status":502,"code":"AccessDenied","count":1}`,
 	}
 	sts := startStandin(t)
 	v := newVerifier(t, sts.URL, 0)
@@ -377,12 +381,13 @@ func TestVerifyScripted(t *testing.T) {
 		code   status.Code // "" for transient
 		ownErr bool        // wraps ErrServiceCredentials
 	}{
-		{"echoed invalid external id", scripted{assumeRole: echo(400, "ValidationError")}, status.CG3000, false},
+		{"echoed invalid external id", scripted{assumeRole: echo(400, "ValidationError")}, status.CG3002, false},
 		{"echoed denial", scripted{assumeRole: echo(403, "AccessDenied")}, status.CG3002, false},
 		{"our key is unknown", scripted{assumeRole: echo(403, "InvalidClientTokenId")}, "", true},
 		{"our signature is wrong", scripted{assumeRole: echo(403, "SignatureDoesNotMatch")}, "", true},
 		{"our token expired", scripted{assumeRole: echo(400, "ExpiredToken")}, "", true},
-		{"region disabled", scripted{assumeRole: echo(403, "RegionDisabledException")}, status.CG3000, false},
+		{"region disabled", scripted{assumeRole: echo(403, "RegionDisabledException")}, status.CG3002, false},
+		{"unexpected 4xx code", scripted{assumeRole: echo(400, "SomethingNew")}, status.CG3002, false},
 		{"proxy error page", scripted{assumeRole: func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "<html>bad gateway</html>", http.StatusBadGateway)
 		}}, "", false},
@@ -430,34 +435,190 @@ func TestVerifyScripted(t *testing.T) {
 	}
 }
 
-// An external id with characters that URL encoding changes is redacted in
-// both forms.
-func TestVerifyRedactsEncodedExternalID(t *testing.T) {
+// One test per row of the README's table "How STS answers are classified",
+// in its order: AssumeRole against the STS stand-in where it can give the
+// answer, else against a loopback server speaking the AWS Query protocol.
+func TestClassificationTable(t *testing.T) {
 	t.Parallel()
-	const ext = "demo+ext/id=with:@,chars"
-	v := newVerifier(t, scripted{assumeRole: echo(400, "ValidationError")}.start(t), 0)
-	err := v.Verify(context.Background(), mustParse(t, trustedARN), ext)
-	wantPermanent(t, err, status.CG3000)
-	if !strings.Contains(err.Error(), "ExternalId=[redacted]") {
-		t.Errorf("the echo is not in the error (the test tests nothing): %v", err)
+	type want struct {
+		code   status.Code // "" for transient
+		ownErr bool        // wraps ErrServiceCredentials (and failure.ErrConfiguration)
+		text   string      // the cause, exactly
 	}
-	noSecrets(t, err, ext, url.QueryEscape(ext), url.PathEscape(ext))
+	rows := []struct {
+		row    string
+		verify func(t *testing.T) error
+		want   want
+	}{
+		{"AssumeRole AccessDenied", func(t *testing.T) error {
+			return newVerifier(t, startStandin(t).URL, 0).Verify(context.Background(), mustParse(t, deniedARN), extID)
+		}, want{code: status.CG3002, text: "AssumeRole: AccessDenied (HTTP 403, request id "}},
+		{"AssumeRole ValidationError (a one-character external id)", func(t *testing.T) error {
+			return newVerifier(t, startStandin(t).URL, 0).Verify(context.Background(), mustParse(t, openARN), "x")
+		}, want{code: status.CG3002, text: "AssumeRole: ValidationError (HTTP 400, request id "}},
+		{"AssumeRole RegionDisabledException", scriptedVerify(scripted{assumeRole: echo(403, "RegionDisabledException")}),
+			want{code: status.CG3002, text: `AssumeRole: RegionDisabledException (HTTP 403, request id req-1)`}},
+		{"AssumeRole another client error", scriptedVerify(scripted{assumeRole: echo(400, "MalformedPolicyDocument")}),
+			want{code: status.CG3002, text: `AssumeRole: MalformedPolicyDocument (HTTP 400, request id req-1)`}},
+		{"AssumeRole InvalidClientTokenId", scriptedVerify(scripted{assumeRole: echo(403, "InvalidClientTokenId")}),
+			want{ownErr: true, text: `AssumeRole: InvalidClientTokenId (HTTP 403, request id req-1)`}},
+		{"AssumeRole SignatureDoesNotMatch", scriptedVerify(scripted{assumeRole: echo(403, "SignatureDoesNotMatch")}),
+			want{ownErr: true, text: `AssumeRole: SignatureDoesNotMatch (HTTP 403, request id req-1)`}},
+		{"AssumeRole ExpiredToken", scriptedVerify(scripted{assumeRole: echo(400, "ExpiredToken")}),
+			want{ownErr: true, text: `AssumeRole: ExpiredToken (HTTP 400, request id req-1)`}},
+		{"Throttling", func(t *testing.T) error {
+			sts := startStandin(t)
+			sts.fault(t, `{"status":400,"code":"Throttling","count":1}`)
+			return newVerifier(t, sts.URL, 0).Verify(context.Background(), mustParse(t, trustedARN), extID)
+		}, want{text: "AssumeRole: Throttling (HTTP 400, request id "}},
+		{"ThrottlingException on GetCallerIdentity", scriptedVerify(scripted{assumeRole: assumeOK, getCallerIdentity: echo(400, "ThrottlingException")}),
+			want{text: `GetCallerIdentity: ThrottlingException (HTTP 400, request id req-1)`}},
+		{"RequestLimitExceeded", scriptedVerify(scripted{assumeRole: echo(400, "RequestLimitExceeded")}),
+			want{text: `AssumeRole: RequestLimitExceeded (HTTP 400, request id req-1)`}},
+		{"5xx", func(t *testing.T) error {
+			sts := startStandin(t)
+			sts.fault(t, `{"status":503,"count":1}`)
+			return newVerifier(t, sts.URL, 0).Verify(context.Background(), mustParse(t, trustedARN), extID)
+		}, want{text: "AssumeRole: ServiceUnavailable (HTTP 503, request id "}},
+		{"5xx with a client error code", scriptedVerify(scripted{assumeRole: echo(500, "AccessDenied")}),
+			want{text: `AssumeRole: AccessDenied (HTTP 500, request id req-1)`}},
+		{"timeout", func(t *testing.T) error {
+			sts := startStandin(t)
+			sts.fault(t, fmt.Sprintf(`{"delay_ns":%d,"count":1}`, time.Minute))
+			return newVerifier(t, sts.URL, 200*time.Millisecond).Verify(context.Background(), mustParse(t, trustedARN), extID)
+		}, want{text: "AssumeRole: timed out: context deadline exceeded"}},
+		{"GetCallerIdentity AccessDenied", func(t *testing.T) error {
+			return newVerifier(t, startStandin(t).URL, 0).Verify(context.Background(), mustParse(t, noGCIARN), "")
+		}, want{code: status.CG3003, text: "GetCallerIdentity: AccessDenied (HTTP 403, request id "}},
+		{"GetCallerIdentity ExpiredToken (of the role's session)", scriptedVerify(scripted{assumeRole: assumeOK, getCallerIdentity: echo(400, "ExpiredToken")}),
+			want{code: status.CG3003, text: `GetCallerIdentity: ExpiredToken (HTTP 400, request id req-1)`}},
+	}
+	for _, r := range rows {
+		t.Run(r.row, func(t *testing.T) {
+			t.Parallel()
+			err := r.verify(t)
+			if r.want.code == "" {
+				wantTransient(t, err)
+			} else {
+				wantPermanent(t, err, r.want.code)
+			}
+			if errors.Is(err, ErrServiceCredentials) != r.want.ownErr || errors.Is(err, failure.ErrConfiguration) != r.want.ownErr {
+				t.Errorf("ErrServiceCredentials/ErrConfiguration should be %v: %v", r.want.ownErr, err)
+			}
+			var fe *failure.Error
+			if !errors.As(err, &fe) {
+				t.Fatalf("unclassified: %v", err)
+			}
+			cause := fe.Err.Error()
+			if r.want.ownErr {
+				cause = strings.TrimPrefix(cause, ErrServiceCredentials.Error()+": ")
+			}
+			if !strings.HasPrefix(cause, r.want.text) || (strings.HasSuffix(r.want.text, ")") && cause != r.want.text) {
+				t.Errorf("cause %q, want %q", cause, r.want.text)
+			}
+			noSecrets(t, err, tmpKeyID, tmpSecret, tmpToken)
+		})
+	}
 }
 
-func TestRedactAndTruncate(t *testing.T) {
+func scriptedVerify(s scripted) func(t *testing.T) error {
+	return func(t *testing.T) error {
+		return newVerifier(t, s.start(t), 0).Verify(context.Background(), mustParse(t, trustedARN), extID)
+	}
+}
+
+// For any external id, a one-character one included, the error text is
+// exactly what it would be without any secret: AWS's message (which here
+// quotes the request, the external id and our credentials, as AWS quotes an
+// invalid external id) never reaches it, and nothing is cut out of it.
+func TestErrorTextDoesNotDependOnTheExternalID(t *testing.T) {
 	t.Parallel()
-	// A secret that contains another is redacted whole.
-	got := redact("key=abcdef and abc", []string{"abc", "abcdef"})
-	if got != "key=[redacted] and [redacted]" {
-		t.Errorf("redact: %q", got)
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@:/-"
+	ids := []string{"x", "a", "S", "T", "s", ":", "/", "-", "ss", "AssumeRole", "ValidationError", "HTTP", "req-1"}
+	for range 60 {
+		b := make([]byte, 1+rng.IntN(40))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		ids = append(ids, string(b))
 	}
-	if got := redact("a+b%2Fc a+b/c", []string{"a+b/c"}); strings.Contains(got, "b") {
-		t.Errorf("redact encoded: %q", got)
+	for _, answer := range []struct {
+		status int
+		code   string
+		want   string
+	}{
+		{400, "ValidationError", "sts: permanent CG3002 failure: AssumeRole: ValidationError (HTTP 400, request id req-1)"},
+		{403, "AccessDenied", "sts: permanent CG3002 failure: AssumeRole: AccessDenied (HTTP 403, request id req-1)"},
+		{400, "Throttling", "sts: transient failure: AssumeRole: Throttling (HTTP 400, request id req-1)"},
+	} {
+		v := newVerifier(t, scripted{assumeRole: echo(answer.status, answer.code)}.start(t), 0)
+		for _, ext := range ids {
+			err := v.Verify(context.Background(), mustParse(t, trustedARN), ext)
+			if err == nil || err.Error() != answer.want {
+				t.Fatalf("external id %q: error %q, want %q", ext, err, answer.want)
+			}
+		}
 	}
+}
+
+func TestTruncate(t *testing.T) {
+	t.Parallel()
 	if got := truncate("ééé", 3); got != "é..." {
 		t.Errorf("truncate: %q", got)
 	}
 	if got := truncate("short", 10); got != "short" {
 		t.Errorf("truncate: %q", got)
 	}
+}
+
+func TestTokenRepeatsOnlyIdentifiers(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"AccessDenied": "AccessDenied", "c0a8e2b4-1f2e-4b5a-9c3d-7e6f5a4b3c2d": "c0a8e2b4-1f2e-4b5a-9c3d-7e6f5a4b3c2d",
+		"": "(none)", "Access Denied": "(malformed)", "<x>": "(malformed)", strings.Repeat("a", 129): "(malformed)",
+	} {
+		if got := token(in); got != want {
+			t.Errorf("token(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// With the SDK's default chain (web identity in a pod), getting Cloudoreg's
+// own credentials is itself an STS call, made inside AssumeRole. Its errors,
+// AccessDenied included, are Cloudoreg's configuration, never the customer's.
+func TestCredentialChainErrorsAreOurs(t *testing.T) {
+	t.Parallel()
+	chain := func(code string, st int) error {
+		inner := &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRoleWithWebIdentity",
+			Err: &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: st}},
+				Err: &smithy.GenericAPIError{Code: code, Message: "quotes " + extID}}, RequestID: "req-9"}}
+		return &smithy.OperationError{ServiceID: "STS", OperationName: opAssumeRole, Err: fmt.Errorf("get identity: %w", inner)}
+	}
+	for _, tc := range []struct {
+		code   string
+		status int
+		ownErr bool
+	}{
+		{"AccessDenied", 403, true},
+		{"InvalidIdentityToken", 400, true},
+		{"ExpiredTokenException", 400, true},
+		{"Throttling", 400, false},
+		{"ServiceUnavailable", 503, false},
+	} {
+		err := classify(opAssumeRole, chain(tc.code, tc.status))
+		wantTransient(t, err)
+		if errors.Is(err, ErrServiceCredentials) != tc.ownErr {
+			t.Errorf("%s: ErrServiceCredentials should be %v: %v", tc.code, tc.ownErr, err)
+		}
+		if want := "AssumeRole: getting Cloudoreg's credentials: AssumeRoleWithWebIdentity: " + tc.code; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want it to contain %q", tc.code, err, want)
+		}
+		noSecrets(t, err)
+	}
+	// The customer's own answer to AssumeRole is still theirs.
+	own := &smithy.OperationError{ServiceID: "STS", OperationName: opAssumeRole,
+		Err: &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 403}},
+			Err: &smithy.GenericAPIError{Code: "AccessDenied"}}, RequestID: "req-9"}}
+	wantPermanent(t, classify(opAssumeRole, own), status.CG3002)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,7 +26,7 @@ type Store struct{ kv jetstream.KeyValue }
 func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
-		Description: "Cloudoreg: AWS account -> owning source (account.<id>), source -> account (source.<id>)",
+		Description: "Cloudoreg: AWS account -> owning source and org (account.<id>), source -> account and org (source.<id>)",
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		History:     1,
@@ -39,8 +40,57 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, er
 func accountKey(id string) string { return "account." + id }
 func sourceKey(id string) string  { return "source." + id }
 
+// sourceClaim is the value of source.<id>. Values written before the org
+// was recorded there are the bare account id; their org is the account
+// claim's.
+type sourceClaim struct {
+	AccountID string `json:"account_id"`
+	OrgID     string `json:"org_id"`
+}
+
+// source reads the source's claim; found is false when it has none.
+func (s *Store) source(ctx context.Context, sourceID string) (c sourceClaim, e jetstream.KeyValueEntry, found bool, err error) {
+	e, err = s.kv.Get(ctx, sourceKey(sourceID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return c, nil, false, nil
+	}
+	if err != nil {
+		return c, nil, false, failure.Transient("claims", err)
+	}
+	if json.Unmarshal(e.Value(), &c) == nil {
+		return c, e, true, nil
+	}
+	c.AccountID = string(e.Value())
+	owner, err := s.kv.Get(ctx, accountKey(c.AccountID))
+	var claim reconcile.Claim
+	if err == nil && json.Unmarshal(owner.Value(), &claim) == nil && claim.SourceID == sourceID {
+		c.OrgID = claim.OrgID
+	} else if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return c, nil, false, failure.Transient("claims", err)
+	}
+	return c, e, true, nil
+}
+
+// ownedBy is reconcile.ErrOtherOrg unless orgID owns the claim (a claim of
+// unknown org is anyone's).
+func (c sourceClaim) ownedBy(orgID string) error {
+	if c.OrgID != "" && c.OrgID != orgID {
+		return reconcile.ErrOtherOrg
+	}
+	return nil
+}
+
 // Claim implements reconcile.Claims.
 func (s *Store) Claim(ctx context.Context, c reconcile.Claim) error {
+	held, heldEntry, found, err := s.source(ctx, c.SourceID)
+	if err != nil {
+		return err
+	}
+	if found {
+		if err := held.ownedBy(c.OrgID); err != nil {
+			return err
+		}
+	}
 	value, err := json.Marshal(c)
 	if err != nil {
 		return err
@@ -57,6 +107,8 @@ func (s *Store) Claim(ctx context.Context, c reconcile.Claim) error {
 			var owner reconcile.Claim
 			if jerr := json.Unmarshal(entry.Value(), &owner); jerr == nil && owner.SourceID != c.SourceID {
 				return &reconcile.ClaimedError{Owner: owner}
+			} else if jerr == nil && owner.OrgID != "" && owner.OrgID != c.OrgID {
+				return reconcile.ErrOtherOrg
 			}
 			_, err = s.kv.Update(ctx, accountKey(c.AccountID), value, entry.Revision())
 			if isWrongRevision(err) {
@@ -66,37 +118,38 @@ func (s *Store) Claim(ctx context.Context, c reconcile.Claim) error {
 		if err != nil {
 			return failure.Transient("claims", err)
 		}
-		return s.moveSource(ctx, c)
+		return s.moveSource(ctx, c, held, heldEntry)
 	}
 }
 
 // moveSource points source -> account at the new account and frees the
 // account the source held before, if it was another one.
-func (s *Store) moveSource(ctx context.Context, c reconcile.Claim) error {
-	entry, err := s.kv.Get(ctx, sourceKey(c.SourceID))
-	if err == nil && string(entry.Value()) != c.AccountID {
-		if err := s.releaseAccount(ctx, string(entry.Value()), c.SourceID); err != nil {
+func (s *Store) moveSource(ctx context.Context, c reconcile.Claim, held sourceClaim, heldEntry jetstream.KeyValueEntry) error {
+	if heldEntry != nil && held.AccountID != c.AccountID {
+		if err := s.releaseAccount(ctx, held.AccountID, c.SourceID); err != nil {
 			return err
 		}
-	} else if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return failure.Transient("claims", err)
 	}
-	if _, err := s.kv.Put(ctx, sourceKey(c.SourceID), []byte(c.AccountID)); err != nil {
+	value, err := json.Marshal(sourceClaim{AccountID: c.AccountID, OrgID: c.OrgID})
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Put(ctx, sourceKey(c.SourceID), value); err != nil {
 		return failure.Transient("claims", err)
 	}
 	return nil
 }
 
 // Release implements reconcile.Claims.
-func (s *Store) Release(ctx context.Context, sourceID string) error {
-	entry, err := s.kv.Get(ctx, sourceKey(sourceID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+func (s *Store) Release(ctx context.Context, orgID, sourceID string) error {
+	held, entry, found, err := s.source(ctx, sourceID)
+	if err != nil || !found {
+		return err
 	}
-	if err != nil {
-		return failure.Transient("claims", err)
+	if err := held.ownedBy(orgID); err != nil {
+		return err
 	}
-	if err := s.releaseAccount(ctx, string(entry.Value()), sourceID); err != nil {
+	if err := s.releaseAccount(ctx, held.AccountID, sourceID); err != nil {
 		return err
 	}
 	if err := s.kv.Delete(ctx, sourceKey(sourceID), jetstream.LastRevision(entry.Revision())); err != nil && !isWrongRevision(err) {
@@ -126,15 +179,41 @@ func (s *Store) releaseAccount(ctx context.Context, accountID, sourceID string) 
 }
 
 // Account implements reconcile.Claims.
-func (s *Store) Account(ctx context.Context, sourceID string) (string, error) {
-	entry, err := s.kv.Get(ctx, sourceKey(sourceID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", nil
+func (s *Store) Account(ctx context.Context, orgID, sourceID string) (string, error) {
+	held, _, found, err := s.source(ctx, sourceID)
+	if err != nil || !found {
+		return "", err
 	}
+	if err := held.ownedBy(orgID); err != nil {
+		return "", err
+	}
+	return held.AccountID, nil
+}
+
+// Claimed implements periodic.Claimed: the source, account and org of every
+// source that holds a claim.
+func (s *Store) Claimed(ctx context.Context) ([]reconcile.Claim, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, sourceKey("*"))
 	if err != nil {
-		return "", failure.Transient("claims", err)
+		return nil, failure.Transient("claims", err)
 	}
-	return string(entry.Value()), nil
+	var ids []string
+	for k := range lister.Keys() {
+		if id, ok := strings.CutPrefix(k, sourceKey("")); ok {
+			ids = append(ids, id)
+		}
+	}
+	var out []reconcile.Claim
+	for _, id := range ids {
+		held, _, found, err := s.source(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out = append(out, reconcile.Claim{SourceID: id, AccountID: held.AccountID, OrgID: held.OrgID})
+		}
+	}
+	return out, nil
 }
 
 func isWrongRevision(err error) bool {

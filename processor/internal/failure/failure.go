@@ -33,6 +33,11 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrConfiguration is wrapped by transient failures that Cloudoreg's own
+// configuration causes (its credentials rejected): retrying keeps the work
+// until an operator fixes it, and they are logged as errors, not warnings.
+var ErrConfiguration = errors.New("Cloudoreg's configuration needs fixing")
+
 // Permanent is a failure to report to the customer with code.
 func Permanent(code status.Code, target string, err error) error {
 	return &Error{Code: code, Target: target, Err: err}

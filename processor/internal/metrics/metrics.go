@@ -18,10 +18,21 @@ type Metrics struct {
 	Retries         *prometheus.CounterVec   // target
 	Parked          prometheus.Counter       // reconciles parked for a later retry
 	RetriesEnqueued prometheus.Counter       // parked retries that became due and were enqueued
+	RetryDuplicates prometheus.Counter       // due parked retries the stream already held (not enqueued again)
 	DeadLetters     *prometheus.CounterVec   // reason
 	StatusMessages  *prometheus.CounterVec   // status
 	Checks          *prometheus.CounterVec   // outcome of availability check requests
+	PeriodicQueued  prometheus.Counter       // periodic reconciles stored in the work stream
+	PeriodicRepairs *prometheus.CounterVec   // repair: RepairRemoved, RepairReregistered, RepairStatusResent
 }
+
+// Repairs a periodic reconcile counts, compared with the source's last
+// recorded outcome (see the worker).
+const (
+	RepairRemoved      = "removed"
+	RepairReregistered = "re-registered"
+	RepairStatusResent = "status re-sent"
+)
 
 // New registers the processor's metrics on a fresh registry (see ops.NewRegistry).
 func New() *Metrics {
@@ -58,6 +69,10 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_parked_retries_enqueued_total",
 			Help: "Parked retries that became due and were enqueued as work.",
 		}),
+		RetryDuplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudoreg_processor_parked_retries_duplicate_total",
+			Help: "Due parked retries whose publish the work stream took for a duplicate of one it holds (the entry is kept).",
+		}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudoreg_processor_dead_letters_total",
 			Help: "Work messages copied to the dead-letter stream, by reason.",
@@ -70,8 +85,16 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_availability_checks_total",
 			Help: "Availability check requests from Sources, by outcome.",
 		}, []string{"outcome"}),
+		PeriodicQueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudoreg_processor_periodic_reconciles_enqueued_total",
+			Help: "Periodic reconciles of sources holding an account claim, enqueued as work.",
+		}),
+		PeriodicRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudoreg_processor_periodic_repairs_total",
+			Help: "Periodic reconciles that changed what the source's last recorded outcome said, by repair (removed, re-registered, status re-sent).",
+		}, []string{"repair"}),
 	}
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.StatusMessages, m.Checks)
+	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetryDuplicates, m.DeadLetters, m.StatusMessages, m.Checks, m.PeriodicQueued, m.PeriodicRepairs)
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.
@@ -81,10 +104,13 @@ func New() *Metrics {
 	for _, s := range []string{"available", "unavailable"} {
 		m.StatusMessages.WithLabelValues(s)
 	}
+	for _, repair := range []string{RepairRemoved, RepairReregistered, RepairStatusResent} {
+		m.PeriodicRepairs.WithLabelValues(repair)
+	}
 	for _, target := range []string{"sources", "sts", "rhsm", "kafka", "claims"} {
 		m.Retries.WithLabelValues(target)
 	}
-	for _, outcome := range []string{"accepted", "bad_request", "no_tenant", "unavailable", "method_not_allowed"} {
+	for _, outcome := range []string{"accepted", "coalesced", "bad_request", "too_large", "no_tenant", "unavailable", "method_not_allowed"} {
 		m.Checks.WithLabelValues(outcome)
 	}
 	return m

@@ -213,9 +213,20 @@ func (w *world) Claim(_ context.Context, c Claim) error {
 	return nil
 }
 
-func (w *world) Release(_ context.Context, sourceID string) error {
+// otherOrg is ErrOtherOrg when the source's claim is not orgID's.
+func (w *world) otherOrg(orgID, sourceID string) error {
+	if acct, ok := w.bySource[sourceID]; ok && w.claims[acct].SourceID == sourceID && w.claims[acct].OrgID != orgID {
+		return ErrOtherOrg
+	}
+	return nil
+}
+
+func (w *world) Release(_ context.Context, orgID, sourceID string) error {
 	w.record("Claims.Release source=%s", sourceID)
 	if err := w.injected("Release"); err != nil {
+		return err
+	}
+	if err := w.otherOrg(orgID, sourceID); err != nil {
 		return err
 	}
 	if acct, ok := w.bySource[sourceID]; ok {
@@ -227,9 +238,12 @@ func (w *world) Release(_ context.Context, sourceID string) error {
 	return nil
 }
 
-func (w *world) Account(_ context.Context, sourceID string) (string, error) {
+func (w *world) Account(_ context.Context, orgID, sourceID string) (string, error) {
 	w.record("Claims.Account source=%s", sourceID)
 	if err := w.injected("Account"); err != nil {
+		return "", err
+	}
+	if err := w.otherOrg(orgID, sourceID); err != nil {
 		return "", err
 	}
 	return w.bySource[sourceID], nil

@@ -65,17 +65,22 @@ func (e *ClaimedError) Error() string {
 	return "AWS account " + e.Owner.AccountID + " is claimed by source " + e.Owner.SourceID
 }
 
+// ErrOtherOrg says the source's claim belongs to another organization than
+// the work's tenant: only a reconcile under the owning org may change it.
+var ErrOtherOrg = failure.Permanent(status.CG1002, "claims", errors.New("the source's account claim belongs to another organization"))
+
 // Claims keeps one AWS account to one source at a time, atomically across
-// processors.
+// processors. A claim records its org; calls under another org return
+// ErrOtherOrg and change nothing.
 type Claims interface {
 	// Claim makes c.SourceID the owner of c.AccountID (and frees the
 	// account the source held before), or returns *ClaimedError.
 	Claim(ctx context.Context, c Claim) error
 	// Release drops whatever the source owns.
-	Release(ctx context.Context, sourceID string) error
+	Release(ctx context.Context, orgID, sourceID string) error
 	// Account is the AWS account the source owns, "" when none (a source
 	// that owns one may be registered at RHSM).
-	Account(ctx context.Context, sourceID string) (string, error)
+	Account(ctx context.Context, orgID, sourceID string) (string, error)
 }
 
 // Reporter publishes an availability status for the work's tenant.
@@ -93,6 +98,9 @@ const (
 	StateRemoved     State = "removed"  // no cloud-meter application or link: nothing registered
 	StatePaused      State = "paused"   // left as it was, nothing reported
 	StateNotOurs     State = "not_ours" // a source without cloud-meter, never registered
+	// The source's claim is another org's (Sources answered the work's
+	// tenant 404): nothing changed, nothing reported.
+	StateOtherOrg State = "other_org"
 )
 
 // Outcome is the result of one reconcile.
@@ -218,7 +226,7 @@ func (r *Reconciler) verifyAndRegister(ctx context.Context, m work.Message, auth
 	if m.Tenant.OrgID == "" {
 		return "", failure.Permanent(status.CR4001, "rhsm", errors.New("the tenant has no org id"))
 	}
-	held, err := r.Claims.Account(ctx, m.SourceID)
+	held, err := r.Claims.Account(ctx, m.Tenant.OrgID, m.SourceID)
 	if err != nil {
 		return "", err
 	}
@@ -280,7 +288,7 @@ func (r *Reconciler) claim(ctx context.Context, c Claim) error {
 				return err
 			}
 		}
-		if err := r.Claims.Release(ctx, owner.SourceID); err != nil {
+		if err := r.Claims.Release(ctx, owner.OrgID, owner.SourceID); err != nil {
 			return err
 		}
 		return r.Claims.Claim(ctx, c)
@@ -310,7 +318,7 @@ func (r *Reconciler) register(ctx context.Context, c Claim) error {
 	}
 	// Another org (or another source of this org) holds it at RHSM; give
 	// the claim back so the account stays free in Cloudoreg's view.
-	if err := r.Claims.Release(ctx, c.SourceID); err != nil {
+	if err := r.Claims.Release(ctx, c.OrgID, c.SourceID); err != nil {
 		return err
 	}
 	return failure.Permanent(status.CG1002, "rhsm", errors.New("RHSM holds the AWS account for another organization or source"))
@@ -333,15 +341,18 @@ func (r *Reconciler) unavailable(ctx context.Context, m work.Message, appID stri
 // removeIfRegistered handles a source without a cloud-meter application:
 // on a destroy, or when the source holds an account, make sure nothing stays
 // registered; otherwise it is another team's source and needs no call.
+// Sources answers 404 to a tenant that does not own the source too, so a
+// claim of another org is left alone.
 func (r *Reconciler) removeIfRegistered(ctx context.Context, m work.Message) (Outcome, error) {
-	if !event.Type(m.Kind).IsDestroy() {
-		held, err := r.Claims.Account(ctx, m.SourceID)
-		if err != nil {
-			return Outcome{}, err
-		}
-		if held == "" {
-			return Outcome{State: StateNotOurs}, nil
-		}
+	held, err := r.Claims.Account(ctx, m.Tenant.OrgID, m.SourceID)
+	if errors.Is(err, ErrOtherOrg) {
+		return Outcome{State: StateOtherOrg}, nil
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	if held == "" && !event.Type(m.Kind).IsDestroy() {
+		return Outcome{State: StateNotOurs}, nil
 	}
 	return r.remove(ctx, m)
 }
@@ -352,7 +363,7 @@ func (r *Reconciler) remove(ctx context.Context, m work.Message) (Outcome, error
 			return Outcome{}, err
 		}
 	}
-	if err := r.Claims.Release(ctx, m.SourceID); err != nil {
+	if err := r.Claims.Release(ctx, m.Tenant.OrgID, m.SourceID); err != nil {
 		return Outcome{}, err
 	}
 	return Outcome{State: StateRemoved}, nil

@@ -265,6 +265,7 @@ func TestSourceGoneIsRemoved(t *testing.T) {
 			wantCalls(t, w,
 				"Sources.CloudMeterTypeID",
 				"Sources.SourceApplications 11 org=1234567 account=",
+				"Claims.Account source=11",
 				"Registry.Remove org=1234567 source=11",
 				"Claims.Release source=11",
 			)
@@ -349,6 +350,7 @@ func TestDestroyOfSourceWithoutCloudMeterRemoves(t *testing.T) {
 	wantCalls(t, w,
 		"Sources.CloudMeterTypeID",
 		"Sources.SourceApplications 11 org=1234567 account=",
+		"Claims.Account source=11",
 		"Registry.Remove org=1234567 source=11",
 		"Claims.Release source=11",
 	)
@@ -1104,5 +1106,31 @@ func TestClaimedErrorText(t *testing.T) {
 	e := &ClaimedError{Owner: Claim{AccountID: account, SourceID: otherSrc, ARN: arn}}
 	if got := e.Error(); got != "AWS account 123456789012 is claimed by source 12" {
 		t.Errorf("%q", got)
+	}
+}
+
+// TestWrongTenantChangesNoClaim: work for a registered source under a
+// tenant that does not own its claim (a forged or misrouted tenant header;
+// Sources answers it 404) changes nothing, whatever its kind: no release,
+// no RHSM call, no status.
+func TestWrongTenantChangesNoClaim(t *testing.T) {
+	for _, kind := range []string{srcDel, appDel, linkDel, create, string(event.AuthUpdate), string(event.AppUnpause), work.KindCheck} {
+		for _, wrong := range []event.Tenant{{OrgID: otherOrg}, {AccountNumber: "654321"}} {
+			t.Run(kind+"/"+wrong.Key(), func(t *testing.T) {
+				w := setup()
+				registered(t, w)
+				delete(w.sourceApps, src) // what Sources answers another tenant
+				w.calls, w.reports = nil, nil
+				m := msg(kind)
+				m.Tenant = wrong
+				o, err := run(t, w, m)
+				if err != nil || o.State != StateOtherOrg {
+					t.Fatalf("%+v, %v; want %s", o, err, StateOtherOrg)
+				}
+				wantNoCalls(t, w, "Registry", "Claims.Release", "Claims.Claim", "Reporter")
+				wantRegistered(t, w, map[string]registration{account: {org, src}})
+				wantClaims(t, w, map[string]string{src: account})
+			})
+		}
 	}
 }

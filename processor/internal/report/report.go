@@ -1,5 +1,6 @@
 // Package report publishes availability status messages to Sources over
-// Kafka (CONTRACT section 2) with one long-lived idempotent producer.
+// Kafka (docs/contract.md, "Status messages") with one long-lived idempotent
+// producer.
 package report
 
 import (

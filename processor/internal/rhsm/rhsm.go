@@ -1,6 +1,7 @@
 // Package rhsm is Cloudoreg's client of the RHSM Cloud Access API
-// (CONTRACT.md section 5): it registers a customer's AWS account for cloud
-// access, removes a source's registrations and lists an org's accounts.
+// (docs/contract.md, "RHSM Cloud Access API"): it registers a customer's AWS
+// account for cloud access, removes a source's registrations and lists an
+// org's accounts.
 //
 // Failures are classified with package failure: 5xx, 429, 408, timeouts,
 // connection errors, redirects and credential rejections (401/403, a
@@ -10,7 +11,8 @@
 // the account is already this org's or another org's.
 //
 // The credential (header value, bearer token, client key) never appears in an
-// error: response excerpts are redacted and requests never carry it in the URL.
+// error: a response that quotes it is not excerpted, and requests never carry
+// it in the URL.
 package rhsm
 
 import (
@@ -110,7 +112,7 @@ type Client struct {
 	authHeader string
 	authValue  string
 	bearer     string
-	secrets    []string // values to redact from anything quoted in an error
+	secrets    []string // credential values: a body quoting one is never quoted
 }
 
 // New checks cfg and builds a Client. Its errors name the offending setting
@@ -380,9 +382,15 @@ func (c *Client) classify(op string, code int, body []byte) error {
 }
 
 // excerpt is a short, printable extract of a response body (its error
-// message when it is a JSON error), with the credential values removed should
-// the server have echoed them.
+// message when it is a JSON error). A body that quotes a credential value is
+// withheld whole: cutting the value out of it would leave the rest mangled
+// (a short value matches inside any word) and still hint at the value.
 func (c *Client) excerpt(body []byte) string {
+	for _, secret := range c.secrets {
+		if bytes.Contains(body, []byte(secret)) {
+			return "body withheld: it quotes Cloudoreg's credential"
+		}
+	}
 	s := string(body)
 	var e struct {
 		Error struct {
@@ -396,9 +404,6 @@ func (c *Client) excerpt(body []byte) string {
 		}
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	for _, secret := range c.secrets {
-		s = strings.ReplaceAll(s, secret, "[REDACTED]")
-	}
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r) || r == '\uFFFD'
 	}), " ")

@@ -83,7 +83,8 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("registered %v, want %v", got, want)
 	}
 
-	// The request is the contract's, byte for byte in meaning.
+	// The request is the one docs/contract.md ("RHSM Cloud Access API")
+	// describes, byte for byte in meaning.
 	req := f.recorded()[0]
 	if req.Method != http.MethodPost || req.Path != "/management/v1/cloud_access_providers/AWS/accounts" {
 		t.Fatalf("request %s %s", req.Method, req.Path)
@@ -533,8 +534,8 @@ func TestCredentials(t *testing.T) {
 			for op, err := range calls(wc, ctx) {
 				t.Run("wrong/"+op, func(t *testing.T) {
 					wantCredentialError(t, err)
-					if !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "[REDACTED]") {
-						t.Fatalf("error %q: want HTTP 403 and a redacted echo", err)
+					if !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "body withheld") {
+						t.Fatalf("error %q: want HTTP 403 and the echo withheld", err)
 					}
 				})
 			}
@@ -740,5 +741,33 @@ func TestClientCertificate(t *testing.T) {
 	}
 	if n := len(f.registrations(orgA)); n != 1 {
 		t.Fatalf("%d registrations, want 1", n)
+	}
+}
+
+// A body is quoted as the server wrote it or not at all, whatever the
+// credential: even a one-character token leaves the text of a body that does
+// not contain it intact, and withholds one that does.
+func TestExcerptIsVerbatimOrWithheld(t *testing.T) {
+	for _, token := range []string{"e", "q", "tok-s3cr3t-value"} {
+		c, err := New(Config{BaseURL: "https://rhsm.example/management/v1", BearerToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, body := range []string{`{"error":{"message":"account already registered"}}`, "plain text answer", "quotes " + token} {
+			got := c.excerpt([]byte(body))
+			if strings.Contains(body, token) {
+				if got != "body withheld: it quotes Cloudoreg's credential" {
+					t.Errorf("token %q, body %q: excerpt %q, want it withheld", token, body, got)
+				}
+				continue
+			}
+			want := "body: " + body
+			if strings.HasPrefix(body, "{") {
+				want = "body: account already registered"
+			}
+			if got != want {
+				t.Errorf("token %q, body %q: excerpt %q, want %q", token, body, got, want)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -57,9 +58,15 @@ func (w *Worker) copyToDLQ(ctx context.Context, subject string, h nats.Header, d
 	out.Header.Set(jetstream.MsgIDHeader, "dlq/"+strconv.FormatUint(seq, 10))
 	var err error
 	for attempt := 1; attempt <= 5; attempt++ {
-		if _, err = w.js.PublishMsg(ctx, out); err == nil {
+		var ack *jetstream.PubAck
+		if ack, err = w.js.PublishMsg(ctx, out); err == nil {
+			fields := map[string]any{"reason": reason, "detail": fmt.Sprint(cause), "nats_stream_seq": seq, "subject": subject}
+			if ack.Duplicate {
+				w.log.WithFields(fields).Info("work message already dead-lettered")
+				return nil
+			}
 			w.metrics.DeadLetters.WithLabelValues(reason).Inc()
-			w.log.WithFields(map[string]any{"reason": reason, "detail": fmt.Sprint(cause), "nats_stream_seq": seq, "subject": subject}).Error("work message dead-lettered")
+			w.log.WithFields(fields).Error("work message dead-lettered")
 			return nil
 		}
 		if backoff.Sleep(ctx, w.cfg.Backoff.Delay(attempt)) != nil {
@@ -80,10 +87,10 @@ type maxDeliveriesAdvisory struct {
 // AdvisorySubject is where the server announces messages that reached MaxDeliver.
 const AdvisorySubject = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + work.StreamName + ".*"
 
-// WatchMaxDeliveries is the backstop for messages whose processor died
+// watchMaxDeliveries is the backstop for messages whose processor died
 // repeatedly: the server gives up on them after MaxDeliver and says so in an
 // advisory; one processor (queue group) copies them to the dead-letter stream.
-func (w *Worker) WatchMaxDeliveries(nc *nats.Conn) (*nats.Subscription, error) {
+func (w *Worker) watchMaxDeliveries(nc *nats.Conn) (*nats.Subscription, error) {
 	return nc.QueueSubscribe(AdvisorySubject, "cloudoreg-processor-advisories", func(m *nats.Msg) {
 		var a maxDeliveriesAdvisory
 		if err := json.Unmarshal(m.Data, &a); err != nil {
@@ -106,4 +113,73 @@ func (w *Worker) WatchMaxDeliveries(nc *nats.Conn) (*nats.Subscription, error) {
 			w.log.WithError(err).WithField("nats_stream_seq", a.StreamSeq).Error("max-deliveries advisory: dead-lettering failed")
 		}
 	})
+}
+
+// deadLetterExhausted dead-letters the messages the server gave up on while
+// no processor heard the advisory (all were down, or the one that heard it
+// died before copying). The consumer's state says which: with MaxAckPending
+// 1 an ack moves the ack floor up to the last delivered message, so the
+// messages of the partition above the floor, except the one still pending
+// (the last delivered), are those that exhausted their deliveries. The
+// server keeps no other record of them, so a failure here is logged and
+// start-up goes on.
+func (w *Worker) deadLetterExhausted(ctx context.Context) {
+	stream, err := w.js.Stream(ctx, work.StreamName)
+	if err != nil {
+		w.log.WithError(err).Warn("looking for exhausted work messages: work stream unavailable")
+		return
+	}
+	for p := 0; p < w.cfg.Partitions; p++ {
+		if err := w.deadLetterExhaustedOf(ctx, stream, p); err != nil {
+			w.log.WithError(err).WithField("consumer", work.ConsumerName(p)).Warn("looking for exhausted work messages failed")
+		}
+	}
+}
+
+func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Stream, p int) error {
+	c, err := stream.Consumer(ctx, work.ConsumerName(p))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil // first start: nothing was delivered yet
+	}
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.Delivered.Stream - uint64(min(info.NumAckPending, 1))
+	for seq := info.AckFloor.Stream + 1; seq <= last; {
+		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(work.PartitionFilter(p)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if raw.Sequence > last {
+			return nil
+		}
+		if !w.alreadyDeadLettered(ctx, raw) {
+			cause := fmt.Errorf("consumer %s gave up after %d deliveries while no processor heard it", work.ConsumerName(p), w.cfg.MaxDeliver)
+			if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, raw.Sequence, uint64(w.cfg.MaxDeliver), "max_deliveries", cause); err != nil {
+				return err
+			}
+		}
+		seq = raw.Sequence + 1
+	}
+	return nil
+}
+
+// alreadyDeadLettered reports whether the source's last dead letter is this
+// message: the ack floor stays below an exhausted message until the next
+// ack, so every start-up finds it again, also after the dead-letter
+// stream's duplicate window.
+func (w *Worker) alreadyDeadLettered(ctx context.Context, raw *jetstream.RawStreamMsg) bool {
+	dlq, err := w.js.Stream(ctx, work.DLQStreamName)
+	if err != nil {
+		return false
+	}
+	last, err := dlq.GetLastMsgForSubject(ctx, work.DLQPrefix+strings.TrimPrefix(raw.Subject, work.SubjectPrefix))
+	return err == nil && last.Header.Get(HeaderDLQStreamSeq) == strconv.FormatUint(raw.Sequence, 10)
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
@@ -111,8 +110,9 @@ func (w *Worker) sweep() {
 }
 
 // enqueueDue publishes a reconcile for every due parked retry. Several
-// processors may sweep at once: the message id (source and attempt) makes
-// their publishes one, and the revision-checked delete keeps a newer park.
+// processors may sweep at once: the message id (source and the parked
+// entry's revision, unique per parked episode) makes their publishes one,
+// and the revision-checked delete keeps a newer park.
 func (w *Worker) enqueueDue(ctx context.Context) error {
 	lister, err := w.parked.ListKeys(ctx)
 	if err != nil {
@@ -149,16 +149,24 @@ func (w *Worker) enqueueIfDue(ctx context.Context, key string) error {
 	m := work.Message{
 		Kind: p.Kind, SourceID: p.SourceID, ApplicationID: p.Application, AuthenticationID: p.Auth,
 		Identity: p.Identity, Attempt: p.Attempt, FirstFailure: p.FirstFailure,
-		Origin: fmt.Sprintf("retry/%s/%d", p.SourceID, p.Attempt),
+		Origin: fmt.Sprintf("retry/%s/%d", p.SourceID, e.Revision()),
 	}
 	m.Tenant.OrgID, m.Tenant.AccountNumber = p.OrgID, p.Account
-	msg := &nats.Msg{Subject: work.Subject(p.SourceID), Header: m.Header()}
-	msg.Header.Set(jetstream.MsgIDHeader, m.Origin)
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+	log := w.log.WithFields(logrus.Fields{"source_id": p.SourceID, "attempt": p.Attempt, "origin": m.Origin})
+	duplicate, err := Enqueue(ctx, w.js, m)
+	if err != nil {
 		return err
 	}
+	if duplicate {
+		// This very episode is already in the stream (another sweeper, or
+		// this one before a failed delete): keep the entry; whoever stored
+		// it deletes it, or a later sweep after the duplicate window does.
+		w.metrics.RetryDuplicates.Inc()
+		log.Info("parked retry due: already enqueued (duplicate), entry kept")
+		return nil
+	}
 	w.metrics.RetriesEnqueued.Inc()
-	w.log.WithFields(logrus.Fields{"source_id": p.SourceID, "attempt": p.Attempt}).Info("parked retry due: reconcile enqueued")
+	log.Info("parked retry due: reconcile enqueued")
 	err = w.parked.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	if err != nil && !isWrongRevision(err) {
 		return err

@@ -1,7 +1,8 @@
 // Package worker takes work from the JetStream work stream and runs
 // reconciles: one durable pull consumer per partition with MaxAckPending=1,
 // so a source is never worked on twice at once, yet any processor replica
-// can take any partition (DESIGN "Work stream and ordering").
+// can take any partition (README.md, "Decisions and why": "JetStream between
+// them, keyed by source").
 //
 // Transient failures are retried in place for a short window while the
 // message is kept alive with InProgress, then the source is parked (a due
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
@@ -44,6 +46,9 @@ type Config struct {
 // Reconciler runs one reconcile.
 type Reconciler interface {
 	Reconcile(ctx context.Context, m work.Message) (reconcile.Outcome, error)
+	// ApplicationID resolves the application to report on for work that
+	// names none.
+	ApplicationID(ctx context.Context, m work.Message) (string, error)
 }
 
 // Worker consumes the work stream.
@@ -57,8 +62,9 @@ type Worker struct {
 	metrics   *metrics.Metrics
 	log       *logrus.Entry
 
-	consuming []jetstream.ConsumeContext
-	inflight  sync.WaitGroup
+	consuming  []jetstream.ConsumeContext
+	advisories *nats.Subscription
+	inflight   sync.WaitGroup
 	// workCtx bounds reconciles; it ends only when the shutdown grace is spent.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
@@ -84,9 +90,18 @@ func ConsumerConfig(cfg Config, p int) jetstream.ConsumerConfig {
 	}
 }
 
-// Start declares (create or update) every partition consumer and starts
-// pulling from all of them.
-func (w *Worker) Start(ctx context.Context) error {
+// Start subscribes to the max-deliveries advisory, dead-letters what the
+// server gave up on while no processor listened, then declares (create or
+// update) every partition consumer and starts pulling from all of them. In
+// that order: the server gives up on an exhausted message at the next pull,
+// and an advisory nobody hears is lost.
+func (w *Worker) Start(ctx context.Context, nc *nats.Conn) error {
+	sub, err := w.watchMaxDeliveries(nc)
+	if err != nil {
+		return fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
+	}
+	w.advisories = sub
+	w.deadLetterExhausted(ctx)
 	for p := 0; p < w.cfg.Partitions; p++ {
 		c, err := w.js.CreateOrUpdateConsumer(ctx, work.StreamName, ConsumerConfig(w.cfg, p))
 		if err != nil {
@@ -115,6 +130,9 @@ func (w *Worker) consumeError(_ jetstream.ConsumeContext, err error) {
 // Stop stops taking work, waits up to grace for reconciles in progress, then
 // cancels the rest: their messages are handed back (Nak) for another replica.
 func (w *Worker) Stop(grace time.Duration) {
+	if w.advisories != nil {
+		_ = w.advisories.Unsubscribe()
+	}
 	for _, cc := range w.consuming {
 		cc.Stop()
 	}
@@ -189,7 +207,12 @@ func (w *Worker) attempt(ctx context.Context, log *logrus.Entry, m work.Message)
 		if time.Now().Add(delay).After(deadline) {
 			return o, n, err
 		}
-		log.WithError(err).WithField("attempt", n).Warn("transient failure, retrying in place")
+		entry := log.WithError(err).WithField("attempt", n)
+		if errors.Is(err, failure.ErrConfiguration) {
+			entry.Error("transient failure caused by Cloudoreg's configuration, retrying in place")
+		} else {
+			entry.Warn("transient failure, retrying in place")
+		}
 		if backoff.Sleep(ctx, delay) != nil {
 			return o, n, ctx.Err()
 		}
@@ -199,6 +222,9 @@ func (w *Worker) attempt(ctx context.Context, log *logrus.Entry, m work.Message)
 // finished acks a message whose reconcile reached an outcome.
 func (w *Worker) finished(ctx context.Context, log *logrus.Entry, msg jetstream.Msg, m work.Message, o reconcile.Outcome, attempts int) {
 	w.clearParked(ctx, m.SourceID)
+	if m.Kind == work.KindReconcile {
+		w.countRepairs(ctx, log, m.SourceID, o)
+	}
 	w.record(ctx, m, outcomes.Record{State: string(o.State), Code: string(o.Code), ApplicationID: o.ApplicationID, AccountID: o.AccountID, Attempts: m.Attempt + attempts})
 	w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(o.State), string(o.Code)).Inc()
 	entry := log.WithFields(logrus.Fields{"state": o.State, "attempts": m.Attempt + attempts})
@@ -208,6 +234,36 @@ func (w *Worker) finished(ctx context.Context, log *logrus.Entry, msg jetstream.
 	entry.Info("source reconciled")
 	if err := msg.Ack(); err != nil {
 		log.WithError(err).Warn("ack failed: the message will be redelivered and reconciled again")
+	}
+}
+
+// countRepairs counts what a periodic reconcile repaired, by comparing its
+// outcome with the source's last recorded one (what the events before it
+// left; no record counts as anything else):
+//   - removed: it ends removed and the record did not say removed (the
+//     source held a claim, so a registration was left behind);
+//   - re-registered: it ends available and the record did not say
+//     available with the same AWS account;
+//   - status re-sent: it ends available or unavailable and the record said
+//     another state or code (the customer saw something else).
+func (w *Worker) countRepairs(ctx context.Context, log *logrus.Entry, sourceID string, o reconcile.Outcome) {
+	prev, _ := w.outcomes.Get(ctx, sourceID)
+	var repairs []string
+	if o.State == reconcile.StateRemoved && prev.State != string(reconcile.StateRemoved) {
+		repairs = append(repairs, metrics.RepairRemoved)
+	}
+	if o.State == reconcile.StateAvailable && (prev.State != string(o.State) || prev.AccountID != o.AccountID) {
+		repairs = append(repairs, metrics.RepairReregistered)
+	}
+	reported := o.State == reconcile.StateAvailable || o.State == reconcile.StateUnavailable
+	if reported && (prev.State != string(o.State) || prev.Code != string(o.Code)) {
+		repairs = append(repairs, metrics.RepairStatusResent)
+	}
+	for _, r := range repairs {
+		w.metrics.PeriodicRepairs.WithLabelValues(r).Inc()
+	}
+	if len(repairs) > 0 {
+		log.WithFields(logrus.Fields{"repairs": repairs, "recorded_state": prev.State, "recorded_code": prev.Code}).Warn("periodic reconcile repaired what an event had left")
 	}
 }
 
@@ -226,21 +282,37 @@ func (w *Worker) giveUp(ctx context.Context, log *logrus.Entry, msg jetstream.Ms
 		_ = msg.NakWithDelay(w.cfg.Backoff.Max)
 		return
 	}
-	reported := "no application id to report on"
-	if m.ApplicationID != "" {
-		if err := w.reporter.Report(ctx, m, status.UnavailableMessage(m.ApplicationID, status.CG3000)); err != nil {
-			reported = "reporting CG3000 failed too: " + err.Error()
-		} else {
-			reported = "reported CG3000"
-		}
-	}
+	appID, reported := w.reportBudgetSpent(ctx, m, cause)
 	w.clearParked(ctx, m.SourceID)
-	w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: m.ApplicationID, Attempts: total})
+	w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: appID, Attempts: total})
 	w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(reconcile.StateUnavailable), string(status.CG3000)).Inc()
 	log.WithError(cause).WithField("attempts", total).Error("retry budget spent, message dead-lettered: " + reported)
 	if err := msg.Term(); err != nil {
 		log.WithError(err).Warn("terminating a dead-lettered message failed")
 	}
+}
+
+// reportBudgetSpent tells the customer CG3000 on the work's application, or
+// on the source's cloud-meter application for work that names none (an
+// availability check). It returns the application and what was done.
+func (w *Worker) reportBudgetSpent(ctx context.Context, m work.Message, cause error) (appID, reported string) {
+	appID = m.ApplicationID
+	if appID == "" {
+		if failure.TargetOf(cause) == "sources" {
+			return "", "no application to report on: Sources, which names it, is the failing dependency"
+		}
+		var err error
+		if appID, err = w.reconcile.ApplicationID(ctx, m); err != nil {
+			return "", "no application to report on: resolving it in Sources failed: " + err.Error()
+		}
+		if appID == "" {
+			return "", "no application to report on: the source has no cloud-meter application"
+		}
+	}
+	if err := w.reporter.Report(ctx, m, status.UnavailableMessage(appID, status.CG3000)); err != nil {
+		return appID, "reporting CG3000 failed too: " + err.Error()
+	}
+	return appID, "reported CG3000"
 }
 
 func (w *Worker) record(ctx context.Context, m work.Message, r outcomes.Record) {
@@ -273,7 +345,7 @@ func heartbeat(msg jetstream.Msg, every time.Duration) (stop func()) {
 }
 
 func kindLabel(kind string) string {
-	if event.Routed(kind) || kind == work.KindCheck {
+	if event.Routed(kind) || kind == work.KindCheck || kind == work.KindReconcile {
 		return kind
 	}
 	return "other"

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/status"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -82,6 +86,8 @@ func (r *recorder) Reconcile(ctx context.Context, m work.Message) (reconcile.Out
 	}
 	return reconcile.Outcome{State: reconcile.StateAvailable}, nil
 }
+
+func (r *recorder) ApplicationID(context.Context, work.Message) (string, error) { return "", nil }
 
 type nopReporter struct {
 	mu   sync.Mutex
@@ -159,10 +165,7 @@ func (e *testEnv) startWorker(cfg Config, r Reconciler, rep reconcile.Reporter) 
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	w := New(cfg, js, r, rep, out, parked, metrics.New(), logrus.NewEntry(log))
-	if err := w.Start(ctx); err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := w.WatchMaxDeliveries(nc); err != nil {
+	if err := w.Start(ctx, nc); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { w.Stop(time.Second); nc.Close() })
@@ -308,7 +311,7 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	w := New(cfg, js, newRecorder(0, 0), &nopReporter{}, nil, nil, metrics.New(), logrus.NewEntry(log))
-	sub, err := w.WatchMaxDeliveries(nc)
+	sub, err := w.watchMaxDeliveries(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,5 +348,234 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	h := dead.Headers()
 	if h.Get(HeaderDLQReason) != "max_deliveries" || h.Get(work.HeaderSourceID) != "9" || h.Get(HeaderDLQDeliveries) != "2" {
 		t.Errorf("dead letter headers %v", h)
+	}
+}
+
+// TestParkedTwiceWithinDuplicateWindow: a source that fails, is parked and
+// recovers, then fails again with the same attempt count inside the
+// stream's duplicate window, gets both retries enqueued and applied; the
+// second one must not be taken for a duplicate of the first.
+func TestParkedTwiceWithinDuplicateWindow(t *testing.T) {
+	e := newTestEnv(t, 1)
+	cfg := testConfig()
+	// Shorter than the first in-place delay: every episode parks after
+	// exactly one attempt, so both parked retries carry attempt 1.
+	cfg.Partitions, cfg.InPlace = 1, time.Millisecond
+	rec := newRecorder(2, 0)
+	rec.transient["5"] = 1
+	w, _ := e.startWorker(cfg, rec, &nopReporter{})
+	js := e.connect()
+	e.publish(js, msg("5", 1))
+	testkit.Await(t, waitLimit, "the first episode's retry applied", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.order["5"]) == 1
+	})
+	rec.mu.Lock()
+	rec.transient["5"] = 1
+	rec.mu.Unlock()
+	e.publish(js, msg("5", 2))
+	await(t, rec.doneCh, "the second episode's retry applied")
+	rec.mu.Lock()
+	got := rec.order["5"]
+	rec.mu.Unlock()
+	if len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Errorf("applied %v, want both events after their retries", got)
+	}
+	// The sweeper counts after its publish, which the reconcile may beat.
+	testkit.Await(t, waitLimit, "two parked retries counted as enqueued", func() bool {
+		return testutilValue(w.metrics.RetriesEnqueued) == 2
+	})
+}
+
+// TestParkedRetryAlreadyEnqueuedIsKept: when another sweeper already stored
+// the retry of this parked episode, the publish is a duplicate: counted, and
+// the entry stays for the one that stored it to delete.
+func TestParkedRetryAlreadyEnqueuedIsKept(t *testing.T) {
+	e := newTestEnv(t, 1)
+	js := e.connect()
+	ctx := context.Background()
+	parked, err := OpenParked(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	w := New(testConfig(), js, newRecorder(0, 0), &nopReporter{}, nil, parked, metrics.New(), logrus.NewEntry(log))
+	rev, err := parked.Put(ctx, parkedKey("8"), []byte(`{"due":"2000-01-01T00:00:00Z","attempt":1,"kind":"Authentication.update","source_id":"8","org_id":"o1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := msg("8", 1)
+	other.Origin = fmt.Sprintf("retry/8/%d", rev) // what the other sweeper stored
+	if dup, err := Enqueue(ctx, js, other); err != nil || dup {
+		t.Fatalf("the other sweeper's publish: duplicate %v, %v", dup, err)
+	}
+	if err := w.enqueueIfDue(ctx, parkedKey("8")); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutilValue(w.metrics.RetryDuplicates); n != 1 {
+		t.Errorf("duplicates counted %v, want 1", n)
+	}
+	if n := testutilValue(w.metrics.RetriesEnqueued); n != 0 {
+		t.Errorf("enqueued counted %v, want 0", n)
+	}
+	if _, err := parked.Get(ctx, parkedKey("8")); err != nil {
+		t.Errorf("the parked entry was dropped on a duplicate: %v", err)
+	}
+}
+
+// TestMessageExhaustedWhileAllProcessorsDownIsDeadLettered: every delivery
+// of a message dies unacknowledged while no processor watches the
+// max-deliveries advisory; the server gives up on it either at the first
+// pull of the restarted processors or before, at a pull of a processor that
+// died too (nobody heard that advisory). Either way the restarted processors
+// dead-letter it, once.
+func TestMessageExhaustedWhileAllProcessorsDownIsDeadLettered(t *testing.T) {
+	for name, pullBefore := range map[string]bool{"given up at the restart": false, "given up while nobody listened": true} {
+		t.Run(name, func(t *testing.T) { exhaustWhileDown(t, pullBefore) })
+	}
+}
+
+func exhaustWhileDown(t *testing.T, pullBefore bool) {
+	e := newTestEnv(t, 2)
+	cfg := testConfig()
+	cfg.Partitions, cfg.AckWait, cfg.MaxDeliver = 2, time.Second, 2
+	nc, js := e.conn()
+	defer nc.Close()
+	ctx := context.Background()
+	e.publish(js, msg("12", 0)) // other sources' messages, stored before and after
+	m := msg("11", 1)
+	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish(js, msg("13", 2))
+	cons := partitionConsumer(t, js, cfg, ack.Sequence)
+	// The processors that took source 11's message died on it, every time.
+	deliveries := cfg.MaxDeliver
+	if pullBefore {
+		deliveries++ // the pull at which the server gives up: the next message of the partition, if any
+	}
+	for delivery := 1; delivery <= deliveries; delivery++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*cfg.AckWait))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if delivery <= cfg.MaxDeliver && m.Headers().Get(work.HeaderSourceID) != "11" {
+				t.Fatalf("delivery %d: source %s, want 11", delivery, m.Headers().Get(work.HeaderSourceID))
+			}
+		}
+	}
+	if pullBefore {
+		testkit.Await(t, waitLimit, "the server to give up on the message", func() bool {
+			info, err := cons.Info(ctx)
+			return err == nil && (info.NumAckPending == 0 || info.Delivered.Stream > ack.Sequence)
+		})
+	}
+	// The processors start again (two of them, and one more later): one dead letter.
+	e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
+	e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
+	dlq, err := js.Stream(ctx, work.DLQStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Await(t, waitLimit, "a dead letter", func() bool {
+		info, err := dlq.Info(ctx)
+		return err == nil && info.State.Msgs > 0
+	})
+	late, _ := e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
+	info, _ := dlq.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Errorf("%d dead letters, want 1", info.State.Msgs)
+	}
+	dead, err := dlq.GetMsg(ctx, info.State.FirstSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead.Header.Get(HeaderDLQReason) != "max_deliveries" || dead.Header.Get(work.HeaderSourceID) != "11" {
+		t.Errorf("dead letter headers %v", dead.Header)
+	}
+	if n := testutilValue(late.metrics.DeadLetters.WithLabelValues("max_deliveries")); n != 0 {
+		t.Errorf("a processor started later counted %v dead letters for a message already dead-lettered", n)
+	}
+}
+
+// partitionConsumer declares the partition consumer that holds stream
+// sequence seq, as the processors declare it.
+func partitionConsumer(t *testing.T, js jetstream.JetStream, cfg Config, seq uint64) jetstream.Consumer {
+	t.Helper()
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, work.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(strings.Split(stored.Subject, ".")[2]) // cloudoreg.work.<p>.<source>
+	cons, err := js.CreateOrUpdateConsumer(ctx, work.StreamName, ConsumerConfig(cfg, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cons
+}
+
+// failing fails every reconcile transiently at target; its source's
+// cloud-meter application is app ("" when it has none).
+type failing struct {
+	target, app string
+	resolved    atomic.Int32
+}
+
+func (f *failing) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
+	return reconcile.Outcome{}, failure.Transient(f.target, fmt.Errorf("%s keeps failing", f.target))
+}
+
+func (f *failing) ApplicationID(context.Context, work.Message) (string, error) {
+	f.resolved.Add(1)
+	return f.app, nil
+}
+
+// TestBudgetSpentOnWorkWithoutApplicationTellsTheCustomer: work that names
+// no application (an availability check) and spends its retry budget is
+// dead-lettered and reported as CG3000 on the source's cloud-meter
+// application; when Sources itself is what fails, nothing can be resolved:
+// dead-lettered only.
+func TestBudgetSpentOnWorkWithoutApplicationTellsTheCustomer(t *testing.T) {
+	for _, c := range []struct {
+		target, app string
+		want        []status.Message
+	}{
+		{"sts", "42", []status.Message{status.UnavailableMessage("42", status.CG3000)}},
+		{"rhsm", "", nil}, // no cloud-meter application (any more): nobody to tell
+		{"sources", "42", nil},
+	} {
+		t.Run(c.target+"/"+c.app, func(t *testing.T) {
+			e := newTestEnv(t, 1)
+			cfg := testConfig()
+			cfg.Partitions, cfg.InPlace, cfg.Budget = 1, time.Millisecond, 100*time.Millisecond
+			rec := &failing{target: c.target, app: c.app}
+			rep := &nopReporter{}
+			w, _ := e.startWorker(cfg, rec, rep)
+			js := e.connect()
+			e.publish(js, work.Message{Kind: work.KindCheck, SourceID: "21", Tenant: event.Tenant{OrgID: "o1"}, Origin: "check"})
+			testkit.Await(t, waitLimit, "the budget to be spent", func() bool {
+				return testutilValue(w.metrics.Work.WithLabelValues(work.KindCheck, "unavailable", "CG3000")) == 1
+			})
+			if n := testutilValue(w.metrics.DeadLetters.WithLabelValues("budget_spent")); n != 1 {
+				t.Errorf("%v dead letters, want 1", n)
+			}
+			rep.mu.Lock()
+			defer rep.mu.Unlock()
+			if !slices.Equal(rep.sent, c.want) {
+				t.Errorf("reported %v, want %v", rep.sent, c.want)
+			}
+			if n := rec.resolved.Load(); c.target == "sources" && n != 0 {
+				t.Errorf("asked the failing Sources for the application %d times", n)
+			}
+		})
 	}
 }

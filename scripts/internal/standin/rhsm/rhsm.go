@@ -1,5 +1,5 @@
-// Package rhsm is a local stand-in for the RHSM Cloud Access API (CONTRACT.md
-// section 5). It keeps AWS account registrations per org, answers the listing
+// Package rhsm is a local stand-in for the RHSM Cloud Access API
+// (docs/contract.md, "RHSM Cloud Access API"). It keeps AWS account registrations per org, answers the listing
 // endpoint so tests can see what was registered, records every call, can
 // require a credential and can be made to misbehave through faults.
 //

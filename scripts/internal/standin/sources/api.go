@@ -232,6 +232,8 @@ func (s *Server) routes() *http.ServeMux {
 
 	mux.HandleFunc(p("GET /application_authentications"), s.tenanted(s.listLinks))
 	mux.HandleFunc(p("POST /application_authentications"), s.writer(s.createLink))
+	mux.HandleFunc(p("GET /application_authentications/{id}"), s.tenanted(s.getLink))
+	mux.HandleFunc(p("DELETE /application_authentications/{id}"), s.writer(s.deleteLink))
 
 	// Types are global in the real service: no tenant needed.
 	mux.HandleFunc(p("GET /application_types"), s.listApplicationTypes)

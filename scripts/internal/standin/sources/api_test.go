@@ -281,3 +281,67 @@ func TestWritesAfterCloseFailCleanly(t *testing.T) {
 		t.Fatal("Start after Close succeeded")
 	}
 }
+
+// The link table is what tells whether a credential is attached: it filters
+// on both ids, answers every id as a string and has the collection shape of
+// the other lists.
+func TestLinksFilterByApplicationAndAuthentication(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := orgHeaders("7100006")
+	a := e.bulkCloudMeter(h, "linked-a")
+	b := e.bulkCloudMeter(h, "linked-b")
+	other := e.bulkCloudMeter(orgHeaders("7100007"), "linked-elsewhere")
+
+	list := func(query string) []map[string]any {
+		t.Helper()
+		c := e.getJSON(publicPrefix+"/application_authentications?"+query, h)
+		meta, _ := c["meta"].(map[string]any)
+		links, _ := c["links"].(map[string]any)
+		data, _ := c["data"].([]any)
+		if meta["limit"] != float64(100) || meta["offset"] != float64(0) || meta["count"] != float64(len(data)) || links["first"] == nil || links["last"] == nil {
+			t.Fatalf("%s: not a collection: %v", query, c)
+		}
+		var out []map[string]any
+		for _, d := range data {
+			out = append(out, d.(map[string]any))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		query string
+		want  []created
+	}{
+		{"", []created{a, b}},
+		{"filter[application_id]=" + a.appID, []created{a}},
+		{"filter[authentication_id]=" + b.authID, []created{b}},
+		{"filter[application_id][eq]=" + b.appID, []created{b}},
+		{"filter[application_id]=" + a.appID + "&filter[authentication_id]=" + a.authID, []created{a}},
+		{"filter[application_id]=" + a.appID + "&filter[authentication_id]=" + b.authID, nil},
+		{"filter[application_id]=" + other.appID, nil},
+	} {
+		got := list(tc.query)
+		if len(got) != len(tc.want) {
+			t.Fatalf("%q: %d links, want %d: %v", tc.query, len(got), len(tc.want), got)
+		}
+		for i, w := range tc.want {
+			for _, k := range []string{"id", "application_id", "authentication_id", "created_at", "updated_at"} {
+				if _, ok := got[i][k].(string); !ok {
+					t.Errorf("%q: %s is not a string: %v", tc.query, k, got[i])
+				}
+			}
+			if got[i]["application_id"] != w.appID || got[i]["authentication_id"] != w.authID {
+				t.Errorf("%q: link %v, want application %s and authentication %s", tc.query, got[i], w.appID, w.authID)
+			}
+		}
+	}
+	e.mustDo(http.StatusBadRequest, http.MethodGet, publicPrefix+"/application_authentications?filter[no_such_field]=1", h, nil)
+
+	// Another tenant's link is not found, and cannot be deleted.
+	id := list("filter[application_id]=" + a.appID)[0]["id"].(string)
+	e.mustDo(http.StatusNotFound, http.MethodGet, publicPrefix+"/application_authentications/"+id, orgHeaders("7100007"), nil)
+	e.mustDo(http.StatusNotFound, http.MethodDelete, publicPrefix+"/application_authentications/"+id, orgHeaders("7100007"), nil)
+	if len(list("filter[application_id]="+a.appID)) != 1 {
+		t.Fatal("another tenant removed the link")
+	}
+}

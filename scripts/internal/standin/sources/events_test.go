@@ -13,7 +13,7 @@ import (
 )
 
 // fixturesDir holds the repository's copy of the team's example messages
-// (shared/event/testdata/fixtures, copied from the reference folder).
+// (shared/event/testdata/fixtures).
 const fixturesDir = "../../../../shared/event/testdata/fixtures"
 
 type fixture struct {
@@ -329,29 +329,94 @@ func TestDeleteSourceRemovesFirstThenEmitsDestroyEvents(t *testing.T) {
 	e.expectNoMoreEvents(h, "7000006")
 }
 
-func TestDeleteApplicationAndAuthentication(t *testing.T) {
+func TestDeleteApplication(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := orgHeaders("7000007")
 	a := e.bulkCloudMeter(h, "app-delete")
-	b := e.bulkCloudMeter(h, "auth-delete")
-	e.nextEvents("7000007", 8)
+	e.nextEvents("7000007", 4)
 
 	e.mustDo(http.StatusNoContent, http.MethodDelete, publicPrefix+"/applications/"+a.appID, h, nil)
 	if got := eventTypes(e.nextEvents("7000007", 3)); !slices.Equal(got, []string{evAppAuthDestroy, evAppDestroy, evAuthDestroy}) {
 		t.Fatalf("application delete events %v", got)
 	}
 	e.mustDo(http.StatusOK, http.MethodGet, publicPrefix+"/sources/"+a.sourceID, h, nil)
+	e.expectNoMoreEvents(h, "7000007")
+}
 
-	// The link goes with the authentication, silently, as in the database.
+// The real service raises only Authentication.destroy here: its link goes by
+// the database's cascade, without an event of its own.
+func TestDeleteAuthenticationEmitsOnlyAuthenticationDestroy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := orgHeaders("7000008")
+	b := e.bulkCloudMeter(h, "auth-delete")
+	e.nextEvents("7000008", 4)
+
 	e.mustDo(http.StatusNoContent, http.MethodDelete, publicPrefix+"/authentications/"+b.authID, h, nil)
-	if got := eventTypes(e.nextEvents("7000007", 1)); !slices.Equal(got, []string{evAuthDestroy}) {
+	evs := e.nextEvents("7000008", 1)
+	if got := eventTypes(evs); !slices.Equal(got, []string{evAuthDestroy}) {
 		t.Fatalf("authentication delete events %v", got)
 	}
+	p := payload(t, evs[0])
+	if p["id"] != b.authID || p["resource_type"] != resourceApplication {
+		t.Errorf("Authentication.destroy id and resource_type: %s", evs[0].Value)
+	}
+	for field, want := range map[string]string{"resource_id": b.appID, "source_id": b.sourceID} {
+		if n, ok := p[field].(json.Number); !ok || n.String() != want {
+			t.Errorf("Authentication.destroy %s = %#v, want the number %s", field, p[field], want)
+		}
+	}
+	assertShapedLike(t, evs[0], "event-authentication-update.json")
+
 	links := e.getJSON(publicPrefix+"/application_authentications?filter[authentication_id]="+b.authID, h)
 	if links["meta"].(map[string]any)["count"].(float64) != 0 {
 		t.Fatalf("link survived: %v", links)
 	}
 	e.mustDo(http.StatusOK, http.MethodGet, publicPrefix+"/applications/"+b.appID, h, nil)
-	e.expectNoMoreEvents(h, "7000007")
+	e.expectNoMoreEvents(h, "7000008")
+}
+
+// Deleting the link is not deleting the credential: the authentication keeps
+// its resource, so the application's authentications still list it, and only
+// the link table says it is detached.
+func TestDeleteLinkLeavesTheAuthenticationListed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := orgHeaders("7000009")
+	c := e.bulkCloudMeter(h, "link-delete")
+	e.nextEvents("7000009", 4)
+	links := e.getJSON(publicPrefix+"/application_authentications?filter[application_id]="+c.appID, h)["data"].([]any)
+	if len(links) != 1 {
+		t.Fatalf("links of the application: %v", links)
+	}
+	linkID := links[0].(map[string]any)["id"].(string)
+	e.getJSON(publicPrefix+"/application_authentications/"+linkID, h)
+
+	e.mustDo(http.StatusNoContent, http.MethodDelete, publicPrefix+"/application_authentications/"+linkID, h, nil)
+	evs := e.nextEvents("7000009", 1)
+	if got := eventTypes(evs); !slices.Equal(got, []string{evAppAuthDestroy}) {
+		t.Fatalf("link delete events %v", got)
+	}
+	p := payload(t, evs[0])
+	for field, want := range map[string]string{"id": linkID, "application_id": c.appID, "authentication_id": c.authID} {
+		if n, ok := p[field].(json.Number); !ok || n.String() != want {
+			t.Errorf("ApplicationAuthentication.destroy %s = %#v, want the number %s", field, p[field], want)
+		}
+	}
+	assertShapedLike(t, evs[0], "event-applicationauthentication-destroy.json")
+
+	listed := e.getJSON(publicPrefix+"/applications/"+c.appID+"/authentications", h)["data"].([]any)
+	if len(listed) != 1 || listed[0].(map[string]any)["id"] != c.authID {
+		t.Fatalf("the application no longer lists its authentication: %v", listed)
+	}
+	e.mustDo(http.StatusOK, http.MethodGet, publicPrefix+"/authentications/"+c.authID, h, nil)
+	for _, filter := range []string{"filter[application_id]=" + c.appID, "filter[authentication_id]=" + c.authID} {
+		if n := e.getJSON(publicPrefix+"/application_authentications?"+filter, h)["meta"].(map[string]any)["count"]; n != float64(0) {
+			t.Errorf("%s still finds %v links", filter, n)
+		}
+	}
+	e.mustDo(http.StatusNotFound, http.MethodGet, publicPrefix+"/application_authentications/"+linkID, h, nil)
+	e.mustDo(http.StatusNotFound, http.MethodDelete, publicPrefix+"/application_authentications/"+linkID, h, nil)
+	e.expectNoMoreEvents(h, "7000009")
 }

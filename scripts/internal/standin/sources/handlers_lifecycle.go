@@ -233,6 +233,33 @@ func (s *Server) deleteAuthentication(w http.ResponseWriter, r *http.Request, rc
 	s.commit(w, rc, gone.destroyEvents(), http.StatusNoContent, nil)
 }
 
+// deleteLink removes only the link and raises only
+// ApplicationAuthentication.destroy. The authentication stays, and so does
+// its resource_type/resource_id, so GET /applications/{id}/authentications
+// still lists it: only the link table tells that it is no longer attached.
+func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var gone removed
+	err = s.store.update(func(st *state) error {
+		l, ok := st.link(rc.tenant.id, id)
+		if !ok {
+			return notFound("application authentication")
+		}
+		gone.links = append(gone.links, *l)
+		delete(st.links, id)
+		return nil
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.commit(w, rc, gone.destroyEvents(), http.StatusNoContent, nil)
+}
+
 // availabilityTimeout is how long the real service waits for an application
 // to answer an availability check request.
 const availabilityTimeout = 10 * time.Second

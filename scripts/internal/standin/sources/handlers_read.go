@@ -217,6 +217,29 @@ func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	writeCollection(w, r, items)
 }
 
+func (s *Server) getLink(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var (
+		v  ApplicationAuthentication
+		ok bool
+	)
+	s.store.read(func(st *state) {
+		var p *ApplicationAuthentication
+		if p, ok = st.link(rc.tenant.id, id); ok {
+			v = *p
+		}
+	})
+	if !ok {
+		writeErr(w, notFound("application authentication"))
+		return
+	}
+	writeJSON(w, http.StatusOK, linkJSON(v))
+}
+
 func (s *Server) listApplicationTypes(w http.ResponseWriter, r *http.Request) {
 	items := make([]map[string]any, 0, len(applicationTypes))
 	for _, at := range sortedTypes() {

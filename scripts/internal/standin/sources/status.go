@@ -224,6 +224,10 @@ func (s *Server) handleStatus(msg *sarama.ConsumerMessage) {
 	switch res.outcome {
 	case OutcomeApplied, OutcomeHealthcheck:
 		entry.Debug("sources stand-in: status message")
+	case OutcomeUnknownTenant:
+		// Beside a real Sources the topic carries its tenants too: counted
+		// and recorded, but not worth a warning.
+		entry.WithField("detail", res.detail).Debug("sources stand-in: status message for a tenant it does not know")
 	default:
 		entry.WithField("detail", res.detail).Warn("sources stand-in: status message not applied")
 	}

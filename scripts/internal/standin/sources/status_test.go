@@ -191,3 +191,48 @@ func TestPSKNeverLogged(t *testing.T) {
 		t.Fatal("the PSK is in the call log")
 	}
 }
+
+// Beside a real Sources the status topic carries tenants the stand-in never
+// saw: they are counted and recorded, never logged as warnings. A message it
+// rejects for another reason still is, which shows the check can fail.
+func TestStatusOfUnknownTenantsIsNoWarning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ids := e.bulkCloudMeter(orgHeaders("7200010"), "known")
+
+	e.produceStatus("9999901", statusHeaders("9999901"), status.AvailableMessage("1"))
+	e.produceStatus("", [][2]string{{event.HeaderEventType, status.EventType}, {event.HeaderAccount, "acct-unknown"}}, status.AvailableMessage("2"))
+	e.produceStatus("", [][2]string{{event.HeaderEventType, status.EventType}, {event.HeaderIdentity, identityHeaders("9999902", "").Get(event.HeaderIdentity)}}, status.AvailableMessage("3"))
+	lower := status.AvailableMessage(ids.appID)
+	lower.ResourceType = "application"
+	e.produceStatus("7200010", statusHeaders("7200010"), lower)
+
+	if err := e.srv.Await(awaitCtx(t), func(s Snapshot) bool { return len(s.StatusLog) == 4 }); err != nil {
+		t.Fatalf("Await: %v", err)
+	}
+	if n := e.srv.StatusCounts()[OutcomeUnknownTenant]; n != 3 {
+		t.Fatalf("%d messages counted as of unknown tenants, want 3", n)
+	}
+	var unknown, rejected int
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		warns := entry["level"] == "warning" || entry["level"] == "error"
+		switch entry["outcome"] {
+		case OutcomeUnknownTenant:
+			unknown++
+			if warns {
+				t.Errorf("unknown tenant logged at %s: %s", entry["level"], line)
+			}
+		case OutcomeUnsupportedResource:
+			if warns {
+				rejected++
+			}
+		}
+	}
+	if unknown != 3 || rejected != 1 {
+		t.Fatalf("log lines: %d for unknown tenants (want 3), %d warnings for the rejected message (want 1)", unknown, rejected)
+	}
+}

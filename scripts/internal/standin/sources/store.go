@@ -184,6 +184,11 @@ func (st *state) auth(tid, id int64) (*Authentication, bool) {
 	return v, ok && v.tenantID == tid
 }
 
+func (st *state) link(tid, id int64) (*ApplicationAuthentication, bool) {
+	v, ok := st.links[id]
+	return v, ok && v.tenantID == tid
+}
+
 func (st *state) sourceNameTaken(tid int64, name string) bool {
 	for _, v := range st.sources {
 		if v.tenantID == tid && v.Name == name {

@@ -1,5 +1,5 @@
-// Package sts is a local stand-in for AWS STS (CONTRACT.md section 4). It
-// speaks the AWS Query protocol as aws-sdk-go-v2's STS client sends and
+// Package sts is a local stand-in for AWS STS (docs/contract.md, "AWS STS").
+// It speaks the AWS Query protocol as aws-sdk-go-v2's STS client sends and
 // parses it: form-encoded requests with Action=AssumeRole or
 // Action=GetCallerIdentity, XML answers in the 2011-06-15 namespace, and
 // <ErrorResponse> errors with AWS's codes and HTTP statuses.
@@ -80,7 +80,7 @@ const (
 // Patterns from the STS API reference.
 var (
 	sessionNameRE = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
-	externalIDRE  = regexp.MustCompile(`^[\w+=,.@:/-]+$`) // and 2 to 1224 characters
+	externalIDRE  = regexp.MustCompile(`^[\w+=,.@:/-]*$`)
 	credentialRE  = regexp.MustCompile(`Credential=([^/,\s]+)/`)
 )
 
@@ -332,11 +332,11 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request) {
 		}
 		duration = d
 	}
-	// AWS echoes an invalid external id in its message; so does the
-	// stand-in, so that clients are tested against that.
-	if ext := f.Get("ExternalId"); f.Has("ExternalId") && (len(ext) < 2 || len(ext) > 1224 || !externalIDRE.MatchString(ext)) {
-		validationError(w, fmt.Sprintf("Value '%s' at 'externalId' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@:\\/-]* and length 2 to 1224", ext))
-		return
+	if f.Has("ExternalId") {
+		if problem := externalIDProblem(f.Get("ExternalId")); problem != "" {
+			validationError(w, problem)
+			return
+		}
 	}
 	packed := 0
 	if f.Has("Policy") {
@@ -393,6 +393,28 @@ func (s *Server) assumeRole(w http.ResponseWriter, r *http.Request) {
 		resp.Result.PackedPolicySize = &packed
 	}
 	writeXML(w, resp.Metadata.RequestID, resp)
+}
+
+// Limits of AssumeRole's ExternalId.
+const (
+	minExternalID = 2
+	maxExternalID = 1224
+)
+
+// externalIDProblem is the constraint an external id breaks, "" when AWS
+// accepts it. The text names the constraint, never the value: the external
+// id is a secret, and the stand-in gives its clients nothing to leak.
+func externalIDProblem(ext string) string {
+	const at = "Value at 'externalId' failed to satisfy constraint: "
+	switch {
+	case len(ext) < minExternalID:
+		return at + "Member must have length greater than or equal to " + strconv.Itoa(minExternalID)
+	case len(ext) > maxExternalID:
+		return at + "Member must have length less than or equal to " + strconv.Itoa(maxExternalID)
+	case !externalIDRE.MatchString(ext):
+		return at + `Member must satisfy regular expression pattern: [\w+=,.@:\/-]*`
+	}
+	return ""
 }
 
 func (s *Server) getCallerIdentity(w http.ResponseWriter, r *http.Request) {

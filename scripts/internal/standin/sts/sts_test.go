@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -565,5 +566,72 @@ func TestAdminOverHTTP(t *testing.T) {
 	}
 	if resp := do(http.MethodPut, CallsPath, ""); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("PUT %s: %d", CallsPath, resp.StatusCode)
+	}
+}
+
+// Every external id AWS rejects (shorter than 2 or longer than 1224
+// characters, or a character outside [\w+=,.@:/-]) is a ValidationError,
+// HTTP 400, in AWS's Query error document, whose message never contains the
+// id; every id AWS accepts passes. Random ids of both kinds, the limits
+// exactly, and one-character ids of every allowed character.
+func TestExternalIDValidation(t *testing.T) {
+	_, hs := start(t)
+	svc := client(hs.URL, serviceCreds)
+	const allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@:/-"
+	rng := rand.New(rand.NewPCG(1, 2))
+	randomID := func(n int, alphabet string) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	var valid, invalid []string
+	valid = append(valid, strings.Repeat("a", 2), strings.Repeat("Z", 1224), allowed)
+	invalid = append(invalid, "", strings.Repeat("a", 1225), "has space", "ünïcode", "semi;colon", "quote'", "<xml>")
+	for _, c := range allowed {
+		invalid = append(invalid, string(c))
+	}
+	for range 40 {
+		valid = append(valid, randomID(2+rng.IntN(1223), allowed))
+		bad := []byte(randomID(2+rng.IntN(60), allowed))
+		bad[rng.IntN(len(bad))] = " !#$%&'()*;<>?[]^`{|}~\"\\"[rng.IntN(24)]
+		invalid = append(invalid, string(bad), randomID(1225+rng.IntN(500), allowed))
+	}
+
+	ctx := context.Background()
+	for _, ext := range valid {
+		if _, err := assume(ctx, svc, openARN, "cloudoreg-456789012345", aws.String(ext)); err != nil {
+			t.Errorf("valid external id of %d characters refused: %v", len(ext), err)
+		}
+	}
+	messages := map[string]bool{}
+	for _, ext := range invalid {
+		_, err := assume(ctx, svc, openARN, "cloudoreg-456789012345", aws.String(ext))
+		apiError(t, err, "ValidationError", http.StatusBadRequest)
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			messages[ae.ErrorMessage()] = true
+		}
+		if len(ext) >= 2 && strings.Contains(err.Error(), ext) {
+			t.Errorf("the error echoes the external id: %v", err)
+		}
+	}
+	// The message names the constraint only: one text per constraint, the
+	// same whatever the id, so a one-character id cannot be in it either.
+	if len(messages) != 3 {
+		t.Errorf("%d distinct messages, want one per constraint: %v", len(messages), messages)
+	}
+
+	// On the wire, as AWS writes it.
+	resp, body := post(t, hs, url.Values{"Action": {"AssumeRole"}, "Version": {APIVersion}, "RoleArn": {openARN},
+		"RoleSessionName": {"cloudoreg-456789012345"}, "ExternalId": {"x"}}, sigv4)
+	var e wireError
+	if err := xml.Unmarshal(body, &e); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if resp.StatusCode != http.StatusBadRequest || e.Code != "ValidationError" || e.Type != "Sender" || e.ID == "" ||
+		e.Message != "1 validation error detected: Value at 'externalId' failed to satisfy constraint: Member must have length greater than or equal to 2" {
+		t.Errorf("%d %+v", resp.StatusCode, e)
 	}
 }

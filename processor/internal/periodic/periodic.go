@@ -1,0 +1,104 @@
+// Package periodic reconciles every source that holds an account claim
+// again, at least once per period, from Sources' current state
+// (anti-entropy): a destroy event that never arrived, or one that was
+// misread, then costs at most a period instead of a registration left
+// behind for ever. The reconciles are work messages of kind
+// Cloudoreg.reconcile on the source's work subject, so they keep the
+// per-source order of events.
+package periodic
+
+import (
+	"context"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/work"
+)
+
+// Claimed lists the claims of every source that holds one.
+type Claimed interface {
+	Claimed(ctx context.Context) ([]reconcile.Claim, error)
+}
+
+// Enqueuer publishes a work message with its origin as the message id.
+type Enqueuer func(ctx context.Context, m work.Message) (duplicate bool, err error)
+
+// Sweeper enqueues the periodic reconciles that come due.
+type Sweeper struct {
+	Every    time.Duration
+	Claims   Claimed
+	Enqueue  Enqueuer
+	Log      *logrus.Entry
+	Enqueued func() // counts a reconcile stored in the work stream
+}
+
+// Tick is how often a sweeper looks for due sources: often enough to
+// spread them, rarely enough that listing the claims costs little.
+func Tick(every time.Duration) time.Duration {
+	return min(max(every/100, 100*time.Millisecond), time.Minute)
+}
+
+// Due reports whether the source's reconcile of its current period came due
+// within lookback before now, and that period's number. Each source's turn
+// is at its own offset in the period (a hash of its id), so the reconciles
+// spread evenly over the period instead of all coming at once.
+func Due(sourceID string, every, lookback time.Duration, now time.Time) (slot int64, due bool) {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(sourceID))
+	offset := int64(h.Sum64() % uint64(every))
+	since := now.UnixNano() - offset
+	slot = since / int64(every)
+	turn := slot*int64(every) + offset
+	return slot, now.UnixNano()-turn < int64(lookback)
+}
+
+// Run sweeps until ctx ends. Every processor runs one: the message id
+// reconcile/<source>/<period> makes their publishes one, and the lookback
+// of two ticks lets each turn be seen by every sweep that overlaps it.
+func (s *Sweeper) Run(ctx context.Context) {
+	tick := Tick(s.Every)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := s.sweep(ctx, now, 2*tick); err != nil && ctx.Err() == nil {
+				s.Log.WithError(err).Warn("periodic reconcile: sweeping the claims failed")
+			}
+		}
+	}
+}
+
+func (s *Sweeper) sweep(ctx context.Context, now time.Time, lookback time.Duration) error {
+	claims, err := s.Claims.Claimed(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range claims {
+		slot, due := Due(c.SourceID, s.Every, lookback, now)
+		if !due {
+			continue
+		}
+		m := work.Message{
+			Kind: work.KindReconcile, SourceID: c.SourceID,
+			Tenant: event.Tenant{OrgID: c.OrgID, AccountNumber: c.AccountNumber},
+			Origin: "reconcile/" + c.SourceID + "/" + strconv.FormatInt(slot, 10),
+		}
+		duplicate, err := s.Enqueue(ctx, m)
+		if err != nil {
+			return err
+		}
+		if !duplicate {
+			s.Enqueued()
+			s.Log.WithFields(logrus.Fields{"source_id": c.SourceID, "org_id": c.OrgID, "origin": m.Origin}).Info("periodic reconcile enqueued")
+		}
+	}
+	return nil
+}
