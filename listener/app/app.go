@@ -76,6 +76,7 @@ func LoadConfig() (Config, error) {
 	}
 	c.Kafka = o.Kafka(c.Kafka)
 	c.EventsTopic = o.Topic(c.EventsTopic)
+	c.Log = o.Log(c.Log)
 	c.Sources = o.Sources(c.Sources)
 	c.BindHost = o.BindHost(c.BindHost)
 	c.MetricsPort = o.MetricsPort(c.MetricsPort)

@@ -81,6 +81,7 @@ func LoadConfig() (Config, error) {
 	}
 	c.Kafka = o.Kafka(c.Kafka)
 	c.StatusTopic = o.Topic(c.StatusTopic)
+	c.Log = o.Log(c.Log)
 	c.Sources = o.Sources(c.Sources)
 	c.BindHost = o.BindHost(c.BindHost)
 	c.MetricsPort = o.MetricsPort(c.MetricsPort)

@@ -25,7 +25,8 @@ type Overlay struct {
 	metricsPort int
 	metricsPath string
 	privatePort int
-	sourcesURL  string // "": Clowder names no sources-api dependency
+	cloudWatch  *CloudWatch // nil: no usable logging.cloudwatch section
+	sourcesURL  string      // "": Clowder names no sources-api dependency
 }
 
 // SourcesApp is the ClowdApp whose endpoint is the Sources API.
@@ -61,6 +62,7 @@ func Clowder(path string) (*Overlay, error) {
 	if app.PrivatePort != nil {
 		o.privatePort = *app.PrivatePort
 	}
+	o.cloudWatch = clowderCloudWatch(app.Logging)
 	o.sourcesURL = endpointURL(app.Endpoints, SourcesApp)
 	if app.Kafka != nil {
 		for _, t := range app.Kafka.Topics {
