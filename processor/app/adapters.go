@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
@@ -101,7 +102,7 @@ type instrumentedVerifier struct {
 	m *metrics.Metrics
 }
 
-func (v instrumentedVerifier) Verify(ctx context.Context, role awsverify.RoleARN, externalID string) error {
+func (v instrumentedVerifier) Verify(ctx context.Context, role arn.Role, externalID string) error {
 	start := time.Now()
 	err := v.v.Verify(ctx, role, externalID)
 	observe(v.m, "sts", "verify", start, err)

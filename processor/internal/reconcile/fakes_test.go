@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
@@ -45,7 +45,7 @@ type world struct {
 	// these errors, in order; nil entries let a call through.
 	fail map[string][]error
 	// verify decides the verifier's answer for a role.
-	verify func(role awsverify.RoleARN, externalID string) error
+	verify func(role arn.Role, externalID string) error
 }
 
 type registration struct{ org, source string }
@@ -185,7 +185,7 @@ func (w *world) AuthenticationWithSecret(_ context.Context, t event.Tenant, id s
 
 // Verifier.
 
-func (w *world) Verify(_ context.Context, role awsverify.RoleARN, externalID string) error {
+func (w *world) Verify(_ context.Context, role arn.Role, externalID string) error {
 	w.record("Verifier.Verify %s %s ext=%s", role.Raw, role.AccountID, externalID)
 	if err := w.injected("Verify"); err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
@@ -36,7 +36,7 @@ type Sources interface {
 
 // Verifier proves that Cloudoreg can assume the customer's role.
 type Verifier interface {
-	Verify(ctx context.Context, role awsverify.RoleARN, externalID string) error
+	Verify(ctx context.Context, role arn.Role, externalID string) error
 }
 
 // Registry is RHSM's Cloud Access API. Register wraps failure.ErrConflict
@@ -260,12 +260,12 @@ func (r *Reconciler) verifyAndRegister(ctx context.Context, m work.Message, auth
 
 // checkAuthentication applies the contract's checks (CG2002, CG2001, CG2004,
 // CG1004) and returns the parsed role.
-func checkAuthentication(a sources.Authentication) (awsverify.RoleARN, error) {
+func checkAuthentication(a sources.Authentication) (arn.Role, error) {
 	if a.ResourceType != "Application" {
-		return awsverify.RoleARN{}, failure.Permanent(status.CG2002, "sources", fmt.Errorf("authentication resource type is %q", a.ResourceType))
+		return arn.Role{}, failure.Permanent(status.CG2002, "sources", fmt.Errorf("authentication resource type is %q", a.ResourceType))
 	}
 	if a.AuthType != CloudMeterAuthType {
-		return awsverify.RoleARN{}, failure.Permanent(status.CG2001, "sources", fmt.Errorf("authentication type is %q", a.AuthType))
+		return arn.Role{}, failure.Permanent(status.CG2001, "sources", fmt.Errorf("authentication type is %q", a.AuthType))
 	}
 	// Old records kept the ARN in the password field.
 	text := strings.TrimSpace(a.Username)
@@ -273,11 +273,11 @@ func checkAuthentication(a sources.Authentication) (awsverify.RoleARN, error) {
 		text = strings.TrimSpace(a.Password)
 	}
 	if text == "" {
-		return awsverify.RoleARN{}, failure.Permanent(status.CG2004, "sources", errors.New("no ARN in username or password"))
+		return arn.Role{}, failure.Permanent(status.CG2004, "sources", errors.New("no ARN in username or password"))
 	}
-	role, err := awsverify.ParseRoleARN(text)
+	role, err := arn.ParseRole(text)
 	if err != nil {
-		return awsverify.RoleARN{}, failure.Permanent(status.CG1004, "arn", errors.New("not an IAM role ARN with a 12-digit account"))
+		return arn.Role{}, failure.Permanent(status.CG1004, "arn", errors.New("not an IAM role ARN with a 12-digit account"))
 	}
 	return role, nil
 }

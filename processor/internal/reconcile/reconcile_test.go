@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
@@ -22,7 +22,7 @@ const (
 	app      = "21"
 	otherApp = "20"
 	auth     = "41"
-	arn      = "arn:aws:iam::123456789012:role/cloud-meter-role"
+	roleARN  = "arn:aws:iam::123456789012:role/cloud-meter-role"
 	account  = "123456789012"
 	ext      = "5b1f7a52-3f0e-4c1e-9d0b-6d2c8a1e4f00"
 
@@ -46,7 +46,7 @@ func setup() *world {
 		{ID: otherApp, SourceID: src, ApplicationTypeID: "3"},
 		{ID: app, SourceID: src, ApplicationTypeID: "5"},
 	}
-	a := cloudMeterAuth(auth, arn)
+	a := cloudMeterAuth(auth, roleARN)
 	w.appAuths[app] = []sources.Authentication{a}
 	w.auths[auth] = a
 	w.link(app, auth)
@@ -170,7 +170,7 @@ func TestAvailable(t *testing.T) {
 				"Sources.SourceApplications 11 org=1234567 account=",
 				"Sources.Links application_id=21",
 				"Sources.AuthenticationWithSecret 41",
-				"Verifier.Verify "+arn+" "+account+" ext="+ext,
+				"Verifier.Verify "+roleARN+" "+account+" ext="+ext,
 				"Claims.Account source=11",
 				"Claims.Claim source=11 account="+account,
 				"Registry.Register org=1234567 account="+account+" source=11",
@@ -178,7 +178,7 @@ func TestAvailable(t *testing.T) {
 			)
 			wantRegistered(t, w, map[string]registration{account: {org, src}})
 			wantClaims(t, w, map[string]string{src: account})
-			if c := w.claims[account]; c != (Claim{AccountID: account, ARN: arn, SourceID: src, OrgID: org}) {
+			if c := w.claims[account]; c != (Claim{AccountID: account, ARN: roleARN, SourceID: src, OrgID: org}) {
 				t.Errorf("claim %+v", c)
 			}
 		})
@@ -437,7 +437,7 @@ func TestUnavailable(t *testing.T) {
 			w.auths[auth] = a
 		}, status.CG2001, false},
 		{"CG2001 only other authentications attached", work.KindCheck, func(w *world) {
-			other := sources.Authentication{ID: "42", AuthType: "arn", Username: arn, ResourceType: "Application"}
+			other := sources.Authentication{ID: "42", AuthType: "arn", Username: roleARN, ResourceType: "Application"}
 			w.appAuths[app] = append(w.appAuths[app], other)
 			w.auths["42"] = other
 			w.unlink(app)
@@ -445,7 +445,7 @@ func TestUnavailable(t *testing.T) {
 		}, status.CG2001, false},
 		{"CG2001 of several attached", work.KindCheck, func(w *world) {
 			for _, id := range []string{"42", "43"} {
-				other := sources.Authentication{ID: id, AuthType: "arn", Username: arn, ResourceType: "Application"}
+				other := sources.Authentication{ID: id, AuthType: "arn", Username: roleARN, ResourceType: "Application"}
 				w.appAuths[app] = append(w.appAuths[app], other)
 				w.auths[id] = other
 			}
@@ -475,7 +475,7 @@ func TestUnavailable(t *testing.T) {
 		}, status.CG1004, false},
 		{"CG1004 username wins over a valid password", create, func(w *world) {
 			a := w.auths[auth]
-			a.Username, a.Password = "arn:aws:s3:::bucket", arn
+			a.Username, a.Password = "arn:aws:s3:::bucket", roleARN
 			w.auths[auth] = a
 		}, status.CG1004, false},
 		{"CG3002 verifier", create, func(w *world) {
@@ -541,7 +541,7 @@ func TestUnavailableOfAFreshSource(t *testing.T) {
 		"Sources.SourceApplications 11 org=1234567 account=",
 		"Sources.Links application_id=21",
 		"Sources.AuthenticationWithSecret 41",
-		"Verifier.Verify "+arn+" "+account+" ext="+ext,
+		"Verifier.Verify "+roleARN+" "+account+" ext="+ext,
 		"Registry.Remove org=1234567 source=11",
 		"Claims.Release source=11",
 		"Reporter.Report 21 unavailable",
@@ -555,16 +555,16 @@ func TestUnavailableOfAFreshSource(t *testing.T) {
 func TestPasswordUsedWhenUsernameEmpty(t *testing.T) {
 	w := setup()
 	a := w.auths[auth]
-	a.Username, a.Password = " ", "  "+arn+"\n"
+	a.Username, a.Password = " ", "  "+roleARN+"\n"
 	w.auths[auth] = a
 	o, err := run(t, w, msg(create))
 	if err != nil || o.State != StateAvailable || o.AccountID != account {
 		t.Fatalf("%+v, %v", o, err)
 	}
-	if len(w.callsTo("Verifier.Verify "+arn+" ")) != 1 {
+	if len(w.callsTo("Verifier.Verify "+roleARN+" ")) != 1 {
 		t.Errorf("calls %v", w.calls)
 	}
-	if w.claims[account].ARN != arn {
+	if w.claims[account].ARN != roleARN {
 		t.Errorf("claim %+v", w.claims[account])
 	}
 }
@@ -575,8 +575,8 @@ func TestVerifierGetsTheParsedRole(t *testing.T) {
 	a.Username = "arn:aws-us-gov:iam::012345678901:role/path/to/Role"
 	a.Extra.ExternalID = ""
 	w.auths[auth] = a
-	var got awsverify.RoleARN
-	w.verify = func(role awsverify.RoleARN, externalID string) error {
+	var got arn.Role
+	w.verify = func(role arn.Role, externalID string) error {
 		got = role
 		if externalID != "" {
 			return fmt.Errorf("external id %q", externalID)
@@ -587,7 +587,7 @@ func TestVerifierGetsTheParsedRole(t *testing.T) {
 	if err != nil || o.State != StateAvailable || o.AccountID != "012345678901" {
 		t.Fatalf("%+v, %v", o, err)
 	}
-	want := awsverify.RoleARN{Raw: "arn:aws-us-gov:iam::012345678901:role/path/to/Role", Partition: "aws-us-gov", AccountID: "012345678901", Path: "/path/to/", Name: "Role"}
+	want := arn.Role{Raw: "arn:aws-us-gov:iam::012345678901:role/path/to/Role", Partition: "aws-us-gov", AccountID: "012345678901", Path: "/path/to/", Name: "Role"}
 	if got != want {
 		t.Errorf("role %+v", got)
 	}
@@ -636,7 +636,7 @@ func TestClaimConflict(t *testing.T) {
 		ownerARN string
 		code     status.Code
 	}{
-		{"same ARN", arn, status.CG1001},
+		{"same ARN", roleARN, status.CG1001},
 		{"same account, other role", "arn:aws:iam::123456789012:role/another-role", status.CG1002},
 	}
 	for _, tc := range cases {
@@ -659,7 +659,7 @@ func TestClaimConflict(t *testing.T) {
 				"Sources.SourceApplications 11 org=1234567 account=",
 				"Sources.Links application_id=21",
 				"Sources.AuthenticationWithSecret 41",
-				"Verifier.Verify "+arn+" "+account+" ext="+ext,
+				"Verifier.Verify "+roleARN+" "+account+" ext="+ext,
 				"Claims.Account source=11",
 				"Claims.Claim source=11 account="+account,
 				// The owner is looked up with its own tenant.
@@ -677,7 +677,7 @@ func TestClaimConflict(t *testing.T) {
 
 func TestClaimOfAGoneOwnerIsReleased(t *testing.T) {
 	w := setup()
-	claimedBy(w, otherSrc, otherOrg, arn) // source 12 was deleted while Cloudoreg was not looking
+	claimedBy(w, otherSrc, otherOrg, roleARN) // source 12 was deleted while Cloudoreg was not looking
 	o, err := run(t, w, msg(create))
 	if err != nil || o != (Outcome{State: StateAvailable, ApplicationID: app, AccountID: account}) {
 		t.Fatalf("%+v, %v", o, err)
@@ -687,7 +687,7 @@ func TestClaimOfAGoneOwnerIsReleased(t *testing.T) {
 		"Sources.SourceApplications 11 org=1234567 account=",
 		"Sources.Links application_id=21",
 		"Sources.AuthenticationWithSecret 41",
-		"Verifier.Verify "+arn+" "+account+" ext="+ext,
+		"Verifier.Verify "+roleARN+" "+account+" ext="+ext,
 		"Claims.Account source=11",
 		"Claims.Claim source=11 account="+account,
 		"Sources.SourceApplications 12 org=7654321 account=acct-9",
@@ -706,7 +706,7 @@ func TestClaimOfAGoneOwnerIsReleased(t *testing.T) {
 // would keep answering 409 and the account stay blocked for ever.
 func TestGoneOwnersRegistrationIsRemoved(t *testing.T) {
 	w := setup()
-	claimedBy(w, otherSrc, otherOrg, arn)
+	claimedBy(w, otherSrc, otherOrg, roleARN)
 	w.registrations[account] = registration{otherOrg, otherSrc}
 	o, err := run(t, w, msg(create))
 	if err != nil || o != (Outcome{State: StateAvailable, ApplicationID: app, AccountID: account}) {
@@ -721,7 +721,7 @@ func TestGoneOwnersRegistrationIsRemoved(t *testing.T) {
 
 	// RHSM failing keeps the owner's claim for the retry.
 	w = setup()
-	claimedBy(w, otherSrc, otherOrg, arn)
+	claimedBy(w, otherSrc, otherOrg, roleARN)
 	w.registrations[account] = registration{otherOrg, otherSrc}
 	w.failNext("Remove", transient("rhsm"))
 	o, err = run(t, w, msg(create))
@@ -735,7 +735,7 @@ func TestGoneOwnersRegistrationIsRemoved(t *testing.T) {
 func TestClaimOwnerLookupFailures(t *testing.T) {
 	t.Run("transient", func(t *testing.T) {
 		w := setup()
-		claimedBy(w, otherSrc, otherOrg, arn)
+		claimedBy(w, otherSrc, otherOrg, roleARN)
 		w.failNext("SourceApplications", nil, failure.Transient("sources", errors.New("503")))
 		o, err := run(t, w, msg(create))
 		if err == nil || !failure.IsTransient(err) || o != (Outcome{}) {
@@ -746,8 +746,8 @@ func TestClaimOwnerLookupFailures(t *testing.T) {
 	})
 	t.Run("owner claims again before the retry", func(t *testing.T) {
 		w := setup()
-		claimedBy(w, otherSrc, otherOrg, arn)
-		again := &ClaimedError{Owner: Claim{AccountID: account, ARN: arn, SourceID: "13", OrgID: otherOrg}}
+		claimedBy(w, otherSrc, otherOrg, roleARN)
+		again := &ClaimedError{Owner: Claim{AccountID: account, ARN: roleARN, SourceID: "13", OrgID: otherOrg}}
 		w.failNext("Claim", nil, again)
 		o, err := run(t, w, msg(create))
 		// Not decided yet: retried, not reported.
@@ -997,7 +997,7 @@ func TestSourcesFailures(t *testing.T) {
 				registered(t, w)
 				if len(c.before) > 0 {
 					// Another (gone?) source holds the account: its source is read.
-					w.claims[account] = Claim{AccountID: account, ARN: arn, SourceID: otherSrc, OrgID: otherOrg}
+					w.claims[account] = Claim{AccountID: account, ARN: roleARN, SourceID: otherSrc, OrgID: otherOrg}
 					w.bySource = map[string]string{otherSrc: account}
 					w.registrations = map[string]registration{account: {otherOrg, otherSrc}}
 				}
@@ -1099,7 +1099,7 @@ func TestLifeCycle(t *testing.T) {
 		t.Errorf("report %+v", w.reports[0].msg)
 	}
 
-	a.Username = arn
+	a.Username = roleARN
 	w.auths[auth] = a
 	step(update, StateAvailable, "")
 	if w.reports[0].msg != status.AvailableMessage(app) {
@@ -1121,7 +1121,7 @@ func TestLifeCycle(t *testing.T) {
 }
 
 func TestClaimedErrorText(t *testing.T) {
-	e := &ClaimedError{Owner: Claim{AccountID: account, SourceID: otherSrc, ARN: arn}}
+	e := &ClaimedError{Owner: Claim{AccountID: account, SourceID: otherSrc, ARN: roleARN}}
 	if got := e.Error(); got != "AWS account 123456789012 is claimed by source 12" {
 		t.Errorf("%q", got)
 	}

@@ -1,4 +1,4 @@
-package awsverify
+package arn
 
 import (
 	"strings"
@@ -11,22 +11,22 @@ import (
 func TestParseRoleARN(t *testing.T) {
 	valid := []struct {
 		in   string
-		want RoleARN
+		want Role
 	}{
 		{"arn:aws:iam::123456789012:role/cloud-meter",
-			RoleARN{Raw: "arn:aws:iam::123456789012:role/cloud-meter", Partition: "aws", AccountID: "123456789012", Path: "/", Name: "cloud-meter"}},
+			Role{Raw: "arn:aws:iam::123456789012:role/cloud-meter", Partition: "aws", AccountID: "123456789012", Path: "/", Name: "cloud-meter"}},
 		{"  arn:aws:iam::012345678901:role/leading-zero\n",
-			RoleARN{Raw: "arn:aws:iam::012345678901:role/leading-zero", Partition: "aws", AccountID: "012345678901", Path: "/", Name: "leading-zero"}},
+			Role{Raw: "arn:aws:iam::012345678901:role/leading-zero", Partition: "aws", AccountID: "012345678901", Path: "/", Name: "leading-zero"}},
 		{"\tarn:aws-us-gov:iam::000000000001:role/a/b/Gov_Role+=,.@-1 ",
-			RoleARN{Raw: "arn:aws-us-gov:iam::000000000001:role/a/b/Gov_Role+=,.@-1", Partition: "aws-us-gov", AccountID: "000000000001", Path: "/a/b/", Name: "Gov_Role+=,.@-1"}},
+			Role{Raw: "arn:aws-us-gov:iam::000000000001:role/a/b/Gov_Role+=,.@-1", Partition: "aws-us-gov", AccountID: "000000000001", Path: "/a/b/", Name: "Gov_Role+=,.@-1"}},
 		{"arn:aws-cn:iam::999999999999:role/service-role/x",
-			RoleARN{Raw: "arn:aws-cn:iam::999999999999:role/service-role/x", Partition: "aws-cn", AccountID: "999999999999", Path: "/service-role/", Name: "x"}},
+			Role{Raw: "arn:aws-cn:iam::999999999999:role/service-role/x", Partition: "aws-cn", AccountID: "999999999999", Path: "/service-role/", Name: "x"}},
 		{"arn:aws:iam::123456789012:role/" + strings.Repeat("n", 64),
-			RoleARN{Raw: "arn:aws:iam::123456789012:role/" + strings.Repeat("n", 64), Partition: "aws", AccountID: "123456789012", Path: "/", Name: strings.Repeat("n", 64)}},
+			Role{Raw: "arn:aws:iam::123456789012:role/" + strings.Repeat("n", 64), Partition: "aws", AccountID: "123456789012", Path: "/", Name: strings.Repeat("n", 64)}},
 	}
 	for _, tc := range valid {
 		t.Run("valid "+strings.TrimSpace(tc.in), func(t *testing.T) {
-			got, err := ParseRoleARN(tc.in)
+			got, err := ParseRole(tc.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +73,7 @@ func TestParseRoleARN(t *testing.T) {
 	}
 	for name, in := range invalid {
 		t.Run("invalid "+name, func(t *testing.T) {
-			_, err := ParseRoleARN(in)
+			_, err := ParseRole(in)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -109,7 +109,7 @@ func FuzzParseRoleARN(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		got, err := ParseRoleARN(in)
+		got, err := ParseRole(in)
 		if err != nil {
 			if failure.IsTransient(err) || failure.CodeOf(err) != status.CG1004 {
 				t.Fatalf("misclassified: %v", err)
@@ -131,7 +131,7 @@ func FuzzParseRoleARN(f *testing.F) {
 		if !strings.HasPrefix(got.Path, "/") || !strings.HasSuffix(got.Path, "/") || strings.Contains(got.Path, "//") {
 			t.Fatalf("path %q", got.Path)
 		}
-		again, err := ParseRoleARN(got.Raw)
+		again, err := ParseRole(got.Raw)
 		if err != nil || again != got {
 			t.Fatalf("re-parse: %+v, %v", again, err)
 		}

@@ -1,4 +1,6 @@
-package awsverify
+// Package arn parses the IAM role ARNs customers give (docs/contract.md,
+// "AWS STS verification"): a value of the domain, free of the AWS SDK.
+package arn
 
 import (
 	"errors"
@@ -9,9 +11,9 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
-// RoleARN is a parsed IAM role ARN,
+// Role is a parsed IAM role ARN,
 // arn:<Partition>:iam::<AccountID>:role<Path><Name>.
-type RoleARN struct {
+type Role struct {
 	// Raw is the ARN as given, without surrounding whitespace.
 	Raw string
 	// Partition is aws, aws-us-gov or aws-cn.
@@ -26,7 +28,7 @@ type RoleARN struct {
 }
 
 // String is the ARN.
-func (r RoleARN) String() string { return r.Raw }
+func (r Role) String() string { return r.Raw }
 
 // Partitions are the AWS partitions a role may live in.
 var partitions = map[string]bool{"aws": true, "aws-us-gov": true, "aws-cn": true}
@@ -43,11 +45,11 @@ var (
 	segmentRE = regexp.MustCompile(`^[\w+=,.@-]+$`)
 )
 
-// ParseRoleARN parses an IAM role ARN pasted by a customer. Surrounding
+// ParseRole parses an IAM role ARN pasted by a customer. Surrounding
 // whitespace is ignored. An invalid ARN is a permanent CG1004 failure whose
 // message says what is wrong but never repeats the input: customers paste
 // all sorts of things into the ARN field, secrets included.
-func ParseRoleARN(s string) (RoleARN, error) {
+func ParseRole(s string) (Role, error) {
 	raw := strings.TrimSpace(s)
 	switch {
 	case raw == "":
@@ -95,9 +97,9 @@ func ParseRoleARN(s string) (RoleARN, error) {
 	if len(path) > maxPathLen {
 		return invalidARN("the role path is longer than 512 characters")
 	}
-	return RoleARN{Raw: raw, Partition: parts[1], AccountID: parts[4], Path: path, Name: name}, nil
+	return Role{Raw: raw, Partition: parts[1], AccountID: parts[4], Path: path, Name: name}, nil
 }
 
-func invalidARN(reason string) (RoleARN, error) {
-	return RoleARN{}, failure.Permanent(status.CG1004, "arn", errors.New("invalid role ARN: "+reason))
+func invalidARN(reason string) (Role, error) {
+	return Role{}, failure.Permanent(status.CG1004, "arn", errors.New("invalid role ARN: "+reason))
 }
