@@ -57,6 +57,14 @@ type Config struct {
 	ParkMax      time.Duration `env:"RETRY_PARK_MAX" envDefault:"10m"`
 	SweepEvery   time.Duration `env:"RETRY_SWEEP_INTERVAL" envDefault:"5s"`
 
+	// AdminToken lets operators use every route of the status API
+	// (Authorization: Bearer). Empty: admin access is off.
+	AdminToken     string `env:"CLOUDOREG_ADMIN_TOKEN" secret:"true"`
+	AdminTokenFile string `env:"CLOUDOREG_ADMIN_TOKEN_FILE,file" secret:"true"`
+	// BacklogEvery is how often the backlog gauges are refreshed (one
+	// JetStream request each, whatever the scrape rate).
+	BacklogEvery time.Duration `env:"BACKLOG_INTERVAL" envDefault:"15s"`
+
 	KVReplicas    int           `env:"KV_REPLICAS" envDefault:"1"`
 	OutcomeTTL    time.Duration `env:"OUTCOME_TTL" envDefault:"2160h"`
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"20s"`
@@ -93,6 +101,8 @@ func (c Config) validate() error {
 		return errors.New("RETRY_IN_PLACE and RETRY_BUDGET must be positive")
 	case c.SweepEvery <= 0:
 		return errors.New("RETRY_SWEEP_INTERVAL must be positive")
+	case c.BacklogEvery <= 0:
+		return errors.New("BACKLOG_INTERVAL must be positive")
 	}
 	return nil
 }

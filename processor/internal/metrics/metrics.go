@@ -21,6 +21,16 @@ type Metrics struct {
 	DeadLetters     *prometheus.CounterVec   // reason
 	StatusMessages  *prometheus.CounterVec   // status
 	Checks          *prometheus.CounterVec   // outcome of availability check requests
+
+	// Backlog, refreshed on a ticker from JetStream (every processor
+	// reports the same values: aggregate with max, not sum).
+	DeadLettersWaiting prometheus.Gauge
+	ParkedRetries      prometheus.Gauge
+	ParkedOldest       prometheus.Gauge     // age of the oldest parked retry's first failure
+	WorkPending        *prometheus.GaugeVec // work_partition
+	WorkUnacked        *prometheus.GaugeVec // work_partition
+	WorkRedelivered    *prometheus.GaugeVec // work_partition
+	NATSConnected      prometheus.Gauge
 }
 
 // New registers the processor's metrics on a fresh registry (see ops.NewRegistry).
@@ -70,8 +80,37 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_availability_checks_total",
 			Help: "Availability check requests from Sources, by outcome.",
 		}, []string{"outcome"}),
+		DeadLettersWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_dead_letters_waiting",
+			Help: "Messages in the dead-letter stream CLOUDOREG_DLQ (replay or purge them).",
+		}),
+		ParkedRetries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_parked_retries",
+			Help: "Sources parked for a later retry (entries of CLOUDOREG_RETRIES).",
+		}),
+		ParkedOldest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_parked_oldest_age_seconds",
+			Help: "Since when the longest-parked source has been failing, in seconds (0: none parked).",
+		}),
+		WorkPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_work_pending",
+			Help: "Work messages of the partition not yet delivered to a processor.",
+		}, []string{"work_partition"}),
+		WorkUnacked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_work_unacknowledged",
+			Help: "Work messages of the partition delivered and not yet acknowledged (0 or 1).",
+		}, []string{"work_partition"}),
+		WorkRedelivered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_work_redelivered",
+			Help: "Work messages of the partition delivered more than once and not yet acknowledged (a processor died or hung on it).",
+		}, []string{"work_partition"}),
+		NATSConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_nats_connected",
+			Help: "1 while the processor is connected to NATS, else 0.",
+		}),
 	}
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.StatusMessages, m.Checks)
+	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.StatusMessages, m.Checks,
+		m.DeadLettersWaiting, m.ParkedRetries, m.ParkedOldest, m.WorkPending, m.WorkUnacked, m.WorkRedelivered, m.NATSConnected)
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.

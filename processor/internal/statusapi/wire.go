@@ -1,0 +1,90 @@
+package statusapi
+
+import "time"
+
+// The JSON bodies of the API (openapi.json describes each one); cloudoregctl
+// decodes the same types.
+
+type SourceResponse struct {
+	SourceID    string               `json:"source_id"`
+	OrgID       string               `json:"org_id"`
+	Outcome     *OutcomeResponse     `json:"outcome"`
+	ParkedRetry *ParkedRetryResponse `json:"parked_retry"`
+	RHSM        RHSMResponse         `json:"rhsm"`
+}
+
+type OutcomeResponse struct {
+	State         string    `json:"state"`
+	Code          string    `json:"code,omitempty"`
+	CustomerText  string    `json:"customer_text,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+	ApplicationID string    `json:"application_id,omitempty"`
+	AccountID     string    `json:"aws_account_id,omitempty"`
+	Attempts      int       `json:"attempts"`
+	EventType     string    `json:"event_type"`
+	Origin        string    `json:"origin"`
+	Time          time.Time `json:"time"`
+}
+
+type ParkedRetryResponse struct {
+	Due          time.Time `json:"due"`
+	Attempts     int       `json:"attempts"`
+	FirstFailure time.Time `json:"first_failure"`
+}
+
+type RHSMResponse struct {
+	Registrations []RegistrationResponse `json:"registrations"`
+	Error         string                 `json:"error,omitempty"`
+}
+
+type RegistrationResponse struct {
+	AccountID string `json:"aws_account_id"`
+	Verified  bool   `json:"verified"`
+}
+
+type ReconcileResponse struct {
+	SourceID string `json:"source_id"`
+	OrgID    string `json:"org_id"`
+}
+
+type DeadLettersResponse struct {
+	DeadLetters []DeadLetterResponse `json:"dead_letters"`
+	NextAfter   *uint64              `json:"next_after,omitempty"`
+}
+
+type DeadLetterResponse struct {
+	Seq        uint64    `json:"seq"`
+	SourceID   string    `json:"source_id"`
+	OrgID      string    `json:"org_id"`
+	Reason     string    `json:"reason"`
+	Deliveries int       `json:"deliveries"`
+	Time       time.Time `json:"time"`
+	EventType  string    `json:"event_type"`
+	// Only when one dead letter is shown.
+	Detail  *string `json:"detail,omitempty"`
+	Origin  *string `json:"origin,omitempty"`
+	WorkSeq *uint64 `json:"work_seq,omitempty"`
+}
+
+type ReplayResponse struct {
+	Seq       uint64 `json:"seq"`
+	WorkSeq   uint64 `json:"work_seq"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+type PurgeResponse struct {
+	Purged int `json:"purged"`
+}
+
+type ParkedResponse struct {
+	Parked []ParkedEntry `json:"parked"`
+}
+
+type ParkedEntry struct {
+	SourceID     string    `json:"source_id"`
+	OrgID        string    `json:"org_id"`
+	EventType    string    `json:"event_type"`
+	Attempts     int       `json:"attempts"`
+	Due          time.Time `json:"due"`
+	FirstFailure time.Time `json:"first_failure"`
+}
