@@ -143,8 +143,13 @@ type API struct {
 	Now func() time.Time
 }
 
+// Mux is where the routes are registered (an *http.ServeMux).
+type Mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Register adds the routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux Mux) {
 	mux.HandleFunc("GET "+OpenAPIPath, a.openAPI)
 	a.route(mux, "GET "+Prefix+"/sources/{id}", anyCaller, a.source)
 	a.route(mux, "POST "+Prefix+"/sources/{id}/reconcile", adminOnly, a.reconcile)
@@ -163,7 +168,7 @@ func (a *API) openAPI(w http.ResponseWriter, _ *http.Request) {
 type handler func(w http.ResponseWriter, r *http.Request, c caller) (int, any)
 
 // route wraps h with authorization, the JSON answer and the access log.
-func (a *API) route(mux *http.ServeMux, pattern string, need access, h handler) {
+func (a *API) route(mux Mux, pattern string, need access, h handler) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		started := time.Now()
 		c, code, msg := authorize(r, a.AdminToken, need)

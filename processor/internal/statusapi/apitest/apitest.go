@@ -40,6 +40,18 @@ type Env struct {
 	Parked   jetstream.KeyValue
 	RHSM     *RHSM
 	API      *statusapi.API // to set its clock
+	Routes   []string       // the patterns the API registered
+}
+
+// recordingMux notes the patterns registered on it.
+type recordingMux struct {
+	*http.ServeMux
+	patterns *[]string
+}
+
+func (m recordingMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	*m.patterns = append(*m.patterns, pattern)
+	m.ServeMux.HandleFunc(pattern, h)
 }
 
 // Start runs the API with adminToken ("" turns admin access off).
@@ -87,7 +99,7 @@ func Start(t testing.TB, adminToken string) *Env {
 	}
 	e.API = api
 	mux := http.NewServeMux()
-	api.Register(mux)
+	api.Register(recordingMux{mux, &e.Routes})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	e.URL = srv.URL
