@@ -127,7 +127,14 @@ func (l *Listener) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	go natsconn.Watch(ctx, nc, func(ok bool) { l.ready.Set("nats", ok, "not connected to NATS") })
+	go natsconn.Watch(ctx, nc, func(ok bool) {
+		l.ready.Set("nats", ok, "not connected to NATS")
+		connected := 0.0
+		if ok {
+			connected = 1
+		}
+		l.metrics.NATSConnected.Set(connected)
+	})
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(l.cfg.MaxInFlight*4),
 		jetstream.WithPublishAsyncTimeout(l.cfg.PublishTimeout))

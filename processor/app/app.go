@@ -99,7 +99,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer nc.Close()
 	go natsconn.Watch(ctx, nc, func(ok bool) {
 		p.ready.Set("nats", ok, "not connected to NATS")
-		p.metrics.NATSConnected.Set(boolGauge(ok))
+		connected := 0.0
+		if ok {
+			connected = 1
+		}
+		p.metrics.NATSConnected.Set(connected)
 	})
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -235,13 +239,6 @@ func (p *Processor) serveStatusAPI(ctx context.Context, js jetstream.JetStream, 
 		p.log.Warn("status API: no admin token (CLOUDOREG_ADMIN_TOKEN, CLOUDOREG_ADMIN_TOKEN_FILE), so admin access is off: only orgs can read their own sources")
 	}
 	return nil
-}
-
-func boolGauge(ok bool) float64 {
-	if ok {
-		return 1
-	}
-	return 0
 }
 
 func (p *Processor) workerConfig() worker.Config {

@@ -22,6 +22,7 @@ type Metrics struct {
 	Commits        prometheus.Counter     // offsets marked
 	Rebalances     prometheus.Counter     // consumer group sessions started
 	LastMarked     *prometheus.GaugeVec   // partition: last offset marked
+	NATSConnected  prometheus.Gauge       // 1 while connected to NATS
 }
 
 // New registers the listener's metrics on a fresh registry (see ops.NewRegistry).
@@ -75,8 +76,12 @@ func New() *Metrics {
 			Name: "cloudoreg_listener_marked_offset",
 			Help: "Next offset to consume as marked for commit, by partition.",
 		}, []string{"partition"}),
+		NATSConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_listener_nats_connected",
+			Help: "1 while the listener is connected to NATS, else 0.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.Events, m.Resolved, m.Published, m.Duplicates, m.PublishSeconds, m.Retries, m.Lag, m.InFlight, m.Commits, m.Rebalances, m.LastMarked} {
+	for _, c := range []prometheus.Collector{m.Events, m.Resolved, m.Published, m.Duplicates, m.PublishSeconds, m.Retries, m.Lag, m.InFlight, m.Commits, m.Rebalances, m.LastMarked, m.NATSConnected} {
 		f(c)
 	}
 	// Series an alert watches exist from the start at 0.
