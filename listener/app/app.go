@@ -255,3 +255,7 @@ func (l *Listener) shutdownOps() {
 	defer cancel()
 	_ = l.ops.Shutdown(ctx)
 }
+
+// MetricFamilies names every metric family the listener can expose (the
+// deploy checks hold alerts and dashboards to it).
+func MetricFamilies() []string { return metrics.New().Families() }

@@ -261,3 +261,7 @@ func (p *Processor) shutdownServers() {
 	_ = p.private.Shutdown(ctx)
 	_ = p.ops.Shutdown(ctx)
 }
+
+// MetricFamilies names every metric family the processor can expose (the
+// deploy checks hold alerts and dashboards to it).
+func MetricFamilies() []string { return metrics.New().Families() }

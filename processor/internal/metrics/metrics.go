@@ -31,7 +31,12 @@ type Metrics struct {
 	WorkUnacked        *prometheus.GaugeVec // work_partition
 	WorkRedelivered    *prometheus.GaugeVec // work_partition
 	NATSConnected      prometheus.Gauge
+
+	collectors []prometheus.Collector
 }
+
+// Families names every metric family the processor can expose.
+func (m *Metrics) Families() []string { return ops.Families(m.Registry, m.collectors...) }
 
 // New registers the processor's metrics on a fresh registry (see ops.NewRegistry).
 func New() *Metrics {
@@ -109,8 +114,9 @@ func New() *Metrics {
 			Help: "1 while the processor is connected to NATS, else 0.",
 		}),
 	}
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.StatusMessages, m.Checks,
-		m.DeadLettersWaiting, m.ParkedRetries, m.ParkedOldest, m.WorkPending, m.WorkUnacked, m.WorkRedelivered, m.NATSConnected)
+	m.collectors = []prometheus.Collector{m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.DeadLetters, m.StatusMessages, m.Checks,
+		m.DeadLettersWaiting, m.ParkedRetries, m.ParkedOldest, m.WorkPending, m.WorkUnacked, m.WorkRedelivered, m.NATSConnected}
+	r.MustRegister(m.collectors...)
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.
