@@ -57,7 +57,7 @@ func isNumberSuffix(e string, at int) bool {
 
 func TestMetricNamesExtractor(t *testing.T) {
 	for expr, want := range map[string][]string{
-		`sum(rate(a_total{x="b_c", y=~"d|e"}[5m])) by (le, f) > 1e3`:                {"a_total"},
+		`sum(rate(a_total{x="b_c", y=~"d|e"}[5m])) by (le, f) > 1e3`:                 {"a_total"},
 		`histogram_quantile(0.99, sum by (le, target) (rate(h_seconds_bucket[5m])))`: {"h_seconds_bucket"},
 		`max(g) > 0 and on(pod) k == 0 or deriv(sum(l)[30m:1m]) > 0 unless bool m`:   {"g", "k", "l", "m"},
 		`sum(increase(w_total{code="CG3000 or sum"}[1h])) offset 5m`:                 {"w_total"},
