@@ -604,9 +604,10 @@ func opsStandard(family string) bool {
 }
 
 // opsCheckConventions applies the README's metric rules ("Observe") to one
-// scrape: prefix cloudoreg_<program>_ (but the shared cloudoreg_build_info), counters end in _total, latencies are histograms
-// and ages gauges in _seconds, no label names a tenant, source or ARN, and no
-// label value is one of the run's identifiers. Partition labels must be Kafka partitions.
+// scrape: prefix cloudoreg_<program>_ (but the shared cloudoreg_build_info),
+// counters end in _total, latencies are histograms and ages gauges in
+// _seconds, no label names a tenant, source or ARN, and no label value is one
+// of the run's identifiers. Partition labels must be Kafka partitions.
 func opsCheckConventions(t *testing.T, program string, s opsScrape, forbidden map[string]string, kafkaPartitions int) {
 	t.Helper()
 	badLabel := map[string]bool{
