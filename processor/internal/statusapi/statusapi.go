@@ -44,8 +44,9 @@ func OpenAPI() []byte { return openAPI }
 // ErrNotFound is returned by the readers for what does not exist.
 var ErrNotFound = errors.New("not found")
 
-// ErrNotReplayable means a dead letter names no source to replay it to.
-var ErrNotReplayable = errors.New("the dead letter names no valid source id")
+// ErrNotReplayable means a dead letter is no work message (it would only be
+// dead-lettered again).
+var ErrNotReplayable = errors.New("the dead letter is not a valid work message")
 
 // Outcome is a source's last recorded outcome.
 type Outcome struct {
@@ -194,10 +195,6 @@ func writeJSON(w http.ResponseWriter, code int, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(body)
-}
-
-type ErrorResponse struct {
-	Error string `json:"error"`
 }
 
 func errorBody(msg string) ErrorResponse { return ErrorResponse{Error: msg} }
