@@ -19,8 +19,8 @@ GOLANGCI_LINT := $(BIN)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 all: build
 
-build: ## bin/listener, bin/processor, bin/stack and the run/demo tools
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./listener/cmd/listener ./processor/cmd/processor ./scripts/cmd/stack ./scripts/cmd/run ./scripts/cmd/demo
+build: ## bin/listener, bin/processor, bin/cloudoregctl, bin/stack and the run/demo tools
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./listener/cmd/listener ./processor/cmd/processor ./processor/cmd/cloudoregctl ./scripts/cmd/stack ./scripts/cmd/run ./scripts/cmd/demo
 
 run: build ## the local stack, the listener and two processors, logs interleaved; Ctrl-C stops
 	./$(BIN)/run -bin $(BIN)

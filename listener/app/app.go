@@ -128,7 +128,14 @@ func (l *Listener) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	go natsconn.Watch(ctx, nc, func(ok bool) { l.ready.Set("nats", ok, "not connected to NATS") })
+	go natsconn.Watch(ctx, nc, func(ok bool) {
+		l.ready.Set("nats", ok, "not connected to NATS")
+		connected := 0.0
+		if ok {
+			connected = 1
+		}
+		l.metrics.NATSConnected.Set(connected)
+	})
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(l.cfg.MaxInFlight*4),
 		jetstream.WithPublishAsyncTimeout(l.cfg.PublishTimeout))
@@ -250,3 +257,7 @@ func (l *Listener) shutdownOps() {
 	defer cancel()
 	_ = l.ops.Shutdown(ctx)
 }
+
+// MetricFamilies names every metric family the listener can expose (the
+// deploy checks hold alerts and dashboards to it).
+func MetricFamilies() []string { return metrics.New().Families() }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"github.com/cloudoreg/cloudoreg/processor/internal/periodic"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 	"github.com/cloudoreg/cloudoreg/processor/internal/report"
+	"github.com/cloudoreg/cloudoreg/processor/internal/rhsm"
+	"github.com/cloudoreg/cloudoreg/processor/internal/statusapi"
 	"github.com/cloudoreg/cloudoreg/processor/internal/worker"
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/config"
@@ -40,6 +43,7 @@ type Processor struct {
 	ops     *ops.Server
 	private *ops.Server
 	js      jetstream.JetStream
+	api     lateHandler
 }
 
 // New validates cfg and binds the ops and private ports.
@@ -54,7 +58,9 @@ func New(cfg Config, log *logrus.Entry) (*Processor, error) {
 	}
 	p.ops = srv
 	check := &availability.Handler{Work: p, Log: log, Window: cfg.CheckWindow, Counted: func(o string) { p.metrics.Checks.WithLabelValues(o).Inc() }}
-	private, err := ops.Serve(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.PrivatePort)), availability.Mux(check))
+	mux := availability.Mux(check)
+	mux.Handle(statusapi.Prefix+"/", &p.api)
+	private, err := ops.Serve(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.PrivatePort)), mux)
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
 		return nil, fmt.Errorf("private port: %w", err)
@@ -66,7 +72,7 @@ func New(cfg Config, log *logrus.Entry) (*Processor, error) {
 // OpsAddr is the address of /metrics, /healthz and /readyz.
 func (p *Processor) OpsAddr() string { return p.ops.Addr() }
 
-// PrivateAddr is the address of the availability check.
+// PrivateAddr is the address of the availability check and the status API.
 func (p *Processor) PrivateAddr() string { return p.private.Addr() }
 
 // Enqueue publishes a work message (the availability check uses it).
@@ -90,7 +96,14 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	go natsconn.Watch(ctx, nc, func(ok bool) { p.ready.Set("nats", ok, "not connected to NATS") })
+	go natsconn.Watch(ctx, nc, func(ok bool) {
+		p.ready.Set("nats", ok, "not connected to NATS")
+		connected := 0.0
+		if ok {
+			connected = 1
+		}
+		p.metrics.NATSConnected.Set(connected)
+	})
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -111,10 +124,18 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.ready.Set(readyKafka, true, "")
 	reporter := instrumentedReporter{r: producer, m: p.metrics, ready: p.ready}
 
-	rec, err := p.reconciler(ctx, stores.claims, reporter)
+	registry, err := p.registry()
 	if err != nil {
 		return err
 	}
+	rec, err := p.reconciler(ctx, stores.claims, reporter, registry)
+	if err != nil {
+		return err
+	}
+	if err := p.serveStatusAPI(ctx, js, registry.c); err != nil {
+		return err
+	}
+	go backlog{js: js, parked: parkedReader{stores.parked}, m: p.metrics, log: p.log}.run(ctx, p.cfg.BacklogEvery)
 	w := worker.New(p.workerConfig(), js, rec, reporter, stores.outcomes, stores.parked, p.metrics, p.log)
 	if err := w.Start(ctx, nc); err != nil {
 		return err
@@ -186,12 +207,8 @@ func (p *Processor) reporter() (*report.Reporter, error) {
 	})
 }
 
-func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporter reconcile.Reporter) (*reconcile.Reconciler, error) {
+func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporter reconcile.Reporter, registry registry) (*reconcile.Reconciler, error) {
 	verifier, err := p.verifier(ctx)
-	if err != nil {
-		return nil, err
-	}
-	registry, err := p.registry()
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +228,22 @@ func (p *Processor) periodic(cl periodic.Claimed) *periodic.Sweeper {
 		Enqueue:  func(ctx context.Context, m work.Message) (bool, error) { return worker.Enqueue(ctx, p.js, m) },
 		Enqueued: p.metrics.PeriodicQueued.Inc,
 	}
+}
+
+// serveStatusAPI puts the status API behind the private port's /api routes.
+func (p *Processor) serveStatusAPI(ctx context.Context, js jetstream.JetStream, c *rhsm.Client) error {
+	token := config.Secret(p.cfg.AdminToken, p.cfg.AdminTokenFile)
+	api, err := StatusAPI(ctx, js, c, token, p.log.WithField("component", "statusapi"))
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	p.api.set(mux)
+	if token == "" {
+		p.log.Warn("status API: no admin token (CLOUDOREG_ADMIN_TOKEN, CLOUDOREG_ADMIN_TOKEN_FILE), so admin access is off: only orgs can read their own sources")
+	}
+	return nil
 }
 
 func (p *Processor) workerConfig() worker.Config {
@@ -233,3 +266,7 @@ func (p *Processor) shutdownServers() {
 	_ = p.private.Shutdown(ctx)
 	_ = p.ops.Shutdown(ctx)
 }
+
+// MetricFamilies names every metric family the processor can expose (the
+// deploy checks hold alerts and dashboards to it).
+func MetricFamilies() []string { return metrics.New().Families() }

@@ -62,6 +62,13 @@ type Config struct {
 	// ReconcileEvery: every source holding an account claim is reconciled
 	// again at least this often (0: never).
 	ReconcileEvery time.Duration `env:"RECONCILE_EVERY" envDefault:"24h"`
+	// AdminToken lets operators use every route of the status API
+	// (Authorization: Bearer). Empty: admin access is off.
+	AdminToken     string `env:"CLOUDOREG_ADMIN_TOKEN" secret:"true"`
+	AdminTokenFile string `env:"CLOUDOREG_ADMIN_TOKEN_FILE,file" secret:"true"`
+	// BacklogEvery is how often the backlog gauges are refreshed (one
+	// JetStream request each, whatever the scrape rate).
+	BacklogEvery time.Duration `env:"BACKLOG_INTERVAL" envDefault:"15s"`
 
 	KVReplicas    int           `env:"KV_REPLICAS" envDefault:"1"`
 	OutcomeTTL    time.Duration `env:"OUTCOME_TTL" envDefault:"2160h"`
@@ -102,6 +109,8 @@ func (c Config) validate() error {
 		return errors.New("RETRY_SWEEP_INTERVAL must be positive")
 	case c.ReconcileEvery < 0:
 		return errors.New("RECONCILE_EVERY must not be negative (0 disables it)")
+	case c.BacklogEvery <= 0:
+		return errors.New("BACKLOG_INTERVAL must be positive")
 	}
 	return nil
 }

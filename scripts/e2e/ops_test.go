@@ -616,9 +616,10 @@ func opsStandard(family string) bool {
 }
 
 // opsCheckConventions applies the README's metric rules ("Observe") to one
-// scrape: prefix cloudoreg_, counters end in _total, durations are histograms
-// in _seconds, no label names a tenant, source or ARN, and no label value is
-// one of the run's identifiers. Partition labels must be Kafka partitions.
+// scrape: prefix cloudoreg_<program>_ (but the shared cloudoreg_build_info),
+// counters end in _total, latencies are histograms and ages gauges in
+// _seconds, no label names a tenant, source or ARN, and no label value is one
+// of the run's identifiers. Partition labels must be Kafka partitions.
 func opsCheckConventions(t *testing.T, program string, s opsScrape, forbidden map[string]string, kafkaPartitions int) {
 	t.Helper()
 	badLabel := map[string]bool{
@@ -652,8 +653,9 @@ func opsCheckConventions(t *testing.T, program string, s opsScrape, forbidden ma
 		if (typ == "counter") != strings.HasSuffix(family, "_total") {
 			t.Errorf("%s: %s is a %s: counters and only counters end in _total", program, family, typ)
 		}
-		if strings.Contains(family, "second") != (typ == "histogram") || (typ == "histogram") != strings.HasSuffix(family, "_seconds") {
-			t.Errorf("%s: %s is a %s: durations are histograms named *_seconds", program, family, typ)
+		seconds := strings.HasSuffix(family, "_seconds")
+		if strings.Contains(family, "second") != seconds || (typ == "histogram") && !seconds || seconds && typ != "histogram" && typ != "gauge" {
+			t.Errorf("%s: %s is a %s: latencies are histograms and ages gauges, both named *_seconds", program, family, typ)
 		}
 	}
 	if ours < 5 {

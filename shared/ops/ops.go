@@ -6,8 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -195,4 +198,33 @@ func NewRegistry() *prometheus.Registry {
 	info.Set(1)
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info, logging.Dropped)
 	return r
+}
+
+// fqName finds a family's name in a descriptor's text: client_golang gives
+// no other way to read it.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Families names every metric family a program can expose: those reg
+// gathers now and those the collectors describe (a vector with no series
+// yet is described but not gathered). Sorted, without duplicates.
+func Families(reg *prometheus.Registry, cs ...prometheus.Collector) []string {
+	seen := map[string]bool{}
+	if mfs, err := reg.Gather(); err == nil {
+		for _, mf := range mfs {
+			seen[mf.GetName()] = true
+		}
+	}
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			seen[m[1]] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }

@@ -3,6 +3,8 @@ package work
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,7 +63,17 @@ func DLQStreamConfig(s StreamSettings) jetstream.StreamConfig {
 func PartitionFilter(p int) string { return fmt.Sprintf("%s%d.*", SubjectPrefix, p) }
 
 // ConsumerName is the durable consumer of partition p.
-func ConsumerName(p int) string { return fmt.Sprintf("partition-%d", p) }
+func ConsumerName(p int) string { return consumerPrefix + strconv.Itoa(p) }
+
+const consumerPrefix = "partition-"
+
+// ConsumerPartition is the partition of a durable consumer's name; false
+// for a consumer that is not a partition's.
+func ConsumerPartition(name string) (int, bool) {
+	digits, ok := strings.CutPrefix(name, consumerPrefix)
+	p, err := strconv.Atoi(digits)
+	return p, ok && err == nil && p >= 0 && ConsumerName(p) == name
+}
 
 // EnsureStreams creates or updates the work and dead-letter streams.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings) error {

@@ -27,7 +27,22 @@ type Metrics struct {
 	Checks              *prometheus.CounterVec // outcome of availability check requests
 	PeriodicQueued      prometheus.Counter     // periodic reconciles stored in the work stream
 	PeriodicRepairs     *prometheus.CounterVec // repair: RepairRemoved, RepairReregistered, RepairStatusResent
+
+	// Backlog, refreshed on a ticker from JetStream (every processor
+	// reports the same values: aggregate with max, not sum).
+	DeadLettersWaiting prometheus.Gauge
+	ParkedRetries      prometheus.Gauge
+	ParkedOldest       prometheus.Gauge     // age of the oldest parked retry's first failure
+	WorkPending        *prometheus.GaugeVec // work_partition
+	WorkUnacked        *prometheus.GaugeVec // work_partition
+	WorkRedelivered    *prometheus.GaugeVec // work_partition
+	NATSConnected      prometheus.Gauge
+
+	collectors []prometheus.Collector
 }
+
+// Families names every metric family the processor can expose.
+func (m *Metrics) Families() []string { return ops.Families(m.Registry, m.collectors...) }
 
 // Repairs a periodic reconcile counts, compared with the source's last
 // recorded outcome (see the worker).
@@ -100,8 +115,38 @@ func New() *Metrics {
 			Name: "cloudoreg_processor_periodic_repairs_total",
 			Help: "Periodic reconciles that changed what the source's last recorded outcome said, by repair (removed, re-registered, status re-sent).",
 		}, []string{"repair"}),
+		DeadLettersWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_dead_letters_waiting",
+			Help: "Messages in the dead-letter stream CLOUDOREG_DLQ (replay or purge them).",
+		}),
+		ParkedRetries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_parked_retries",
+			Help: "Sources parked for a later retry (entries of CLOUDOREG_RETRIES).",
+		}),
+		ParkedOldest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_parked_oldest_age_seconds",
+			Help: "Since when the longest-parked source has been failing, in seconds (0: none parked).",
+		}),
+		WorkPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_work_pending",
+			Help: "Work messages of the partition not yet delivered to a processor.",
+		}, []string{"work_partition"}),
+		WorkUnacked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_work_unacknowledged",
+			Help: "Work messages of the partition delivered and not yet acknowledged (0 or 1).",
+		}, []string{"work_partition"}),
+		WorkRedelivered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_work_redelivered",
+			Help: "Work messages of the partition delivered more than once and not yet acknowledged (a processor died or hung on it).",
+		}, []string{"work_partition"}),
+		NATSConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_processor_nats_connected",
+			Help: "1 while the processor is connected to NATS, else 0.",
+		}),
 	}
-	r.MustRegister(m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetryDuplicates, m.DeadLetters, m.SourcesUnauthorized, m.StatusMessages, m.Checks, m.PeriodicQueued, m.PeriodicRepairs)
+	m.collectors = []prometheus.Collector{m.Work, m.WorkSeconds, m.CallSeconds, m.CallErrors, m.Retries, m.Parked, m.RetriesEnqueued, m.RetryDuplicates, m.DeadLetters, m.SourcesUnauthorized, m.StatusMessages, m.Checks, m.PeriodicQueued, m.PeriodicRepairs,
+		m.DeadLettersWaiting, m.ParkedRetries, m.ParkedOldest, m.WorkPending, m.WorkUnacked, m.WorkRedelivered, m.NATSConnected}
+	r.MustRegister(m.collectors...)
 	// Series an alert watches exist from the start at 0, so that
 	// increase(...) > 0 fires on the first dead letter and a rate of
 	// unavailable statuses is 0 rather than absent.

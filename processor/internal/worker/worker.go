@@ -331,7 +331,7 @@ func (w *Worker) reportBudgetSpent(ctx context.Context, m work.Message, cause er
 }
 
 func (w *Worker) record(ctx context.Context, m work.Message, r outcomes.Record) {
-	r.LastEvent, r.Origin, r.Time = m.Kind, m.Origin, time.Now().UTC()
+	r.OrgID, r.LastEvent, r.Origin, r.Time = m.Tenant.OrgID, m.Kind, m.Origin, time.Now().UTC()
 	if err := w.outcomes.Put(ctx, m.SourceID, r); err != nil {
 		w.log.WithError(err).WithField("source_id", m.SourceID).Warn("recording the outcome failed")
 	}
