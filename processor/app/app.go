@@ -32,6 +32,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/ops"
 	"github.com/cloudoreg/cloudoreg/shared/sourcesapi"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Processor is a running processor.
@@ -80,7 +81,7 @@ func (p *Processor) Enqueue(ctx context.Context, m work.Message) (duplicate bool
 	if p.js == nil {
 		return false, fmt.Errorf("not connected to JetStream yet")
 	}
-	return worker.Enqueue(ctx, p.js, m)
+	return workstream.Publish(ctx, p.js, m)
 }
 
 // Run processes work until ctx ends, then stops within the grace period.
@@ -181,7 +182,7 @@ func (p *Processor) declare(ctx context.Context, js jetstream.JetStream) (stores
 
 func (p *Processor) declareOnce(ctx context.Context, js jetstream.JetStream) (stores, error) {
 	var s stores
-	if err := work.EnsureStreams(ctx, js, p.cfg.Work); err != nil {
+	if err := workstream.EnsureStreams(ctx, js, p.cfg.Work); err != nil {
 		return s, err
 	}
 	var err error
@@ -225,7 +226,7 @@ func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporte
 func (p *Processor) periodic(cl periodic.Claimed) *periodic.Sweeper {
 	return &periodic.Sweeper{
 		Every: p.cfg.ReconcileEvery, Claims: cl, Log: p.log,
-		Enqueue:  func(ctx context.Context, m work.Message) (bool, error) { return worker.Enqueue(ctx, p.js, m) },
+		Enqueue:  func(ctx context.Context, m work.Message) (bool, error) { return workstream.Publish(ctx, p.js, m) },
 		Enqueued: p.metrics.PeriodicQueued.Inc,
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // backlog refreshes the backlog gauges from JetStream on a ticker, so a
@@ -89,7 +90,7 @@ func (b backlog) consumers(ctx context.Context) error {
 	}
 	list := s.ListConsumers(ctx)
 	for info := range list.Info() {
-		n, ok := work.ConsumerPartition(info.Name)
+		n, ok := workstream.ConsumerPartition(info.Name)
 		if !ok {
 			continue // not one of the partition consumers
 		}

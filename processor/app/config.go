@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/shared/config"
-	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Config is the processor's configuration (environment variables).
@@ -16,7 +16,7 @@ type Config struct {
 	NATS    config.NATS
 	Sources config.Sources
 	Log     config.Log
-	Work    work.StreamSettings
+	Work    workstream.StreamSettings
 
 	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
 	// BindHost is the interface the HTTP ports listen on: loopback for the

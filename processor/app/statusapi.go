@@ -21,6 +21,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/processor/internal/statusapi"
 	"github.com/cloudoreg/cloudoreg/processor/internal/worker"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // The adapters between the status API and JetStream and RHSM. How the
@@ -162,9 +163,7 @@ type reconciles struct{ js jetstream.JetStream }
 func (r reconciles) Reconcile(ctx context.Context, sourceID, orgID string) error {
 	m := work.Message{Kind: work.KindCheck, SourceID: sourceID, Origin: "operator/" + strconv.FormatInt(time.Now().UnixNano(), 10)}
 	m.Tenant.OrgID = orgID
-	msg := &nats.Msg{Subject: work.Subject(sourceID), Header: m.Header()}
-	msg.Header.Set(jetstream.MsgIDHeader, m.Origin)
-	_, err := r.js.PublishMsg(ctx, msg)
+	_, err := workstream.Publish(ctx, r.js, m)
 	return err
 }
 
@@ -232,9 +231,9 @@ func letterOf(m *jetstream.RawStreamMsg) statusapi.DeadLetter {
 	deliveries, _ := strconv.Atoi(h.Get(worker.HeaderDLQDeliveries))
 	workSeq, _ := strconv.ParseUint(h.Get(worker.HeaderDLQStreamSeq), 10, 64)
 	return statusapi.DeadLetter{
-		Seq: m.Sequence, SourceID: h.Get(work.HeaderSourceID), OrgID: h.Get(work.HeaderOrgID),
+		Seq: m.Sequence, SourceID: h.Get(workstream.HeaderSourceID), OrgID: h.Get(workstream.HeaderOrgID),
 		Reason: h.Get(worker.HeaderDLQReason), Detail: h.Get(worker.HeaderDLQDetail), Deliveries: deliveries,
-		Time: m.Time.UTC(), EventType: h.Get(work.HeaderKind), Origin: h.Get(work.HeaderOrigin), WorkSeq: workSeq,
+		Time: m.Time.UTC(), EventType: h.Get(workstream.HeaderKind), Origin: h.Get(workstream.HeaderOrigin), WorkSeq: workSeq,
 	}
 }
 
@@ -253,7 +252,7 @@ func (d deadLetters) Replay(ctx context.Context, seq uint64) (statusapi.Replayed
 			h[k] = v
 		}
 	}
-	w, err := work.Decode(h)
+	w, err := workstream.Decode(h)
 	if err != nil {
 		return statusapi.Replayed{}, fmt.Errorf("%w: %v", statusapi.ErrNotReplayable, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/processor/internal/rhsm"
 	"github.com/cloudoreg/cloudoreg/processor/internal/statusapi/apitest"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 const (
@@ -309,7 +310,7 @@ func TestStatusAPIReplay(t *testing.T) {
 			t.Errorf("the replayed work carries %s", k)
 		}
 	}
-	back, err := work.Decode(got.Header)
+	back, err := workstream.Decode(got.Header)
 	if err != nil || back != m {
 		t.Errorf("the replayed work decodes to %+v (%v), want %+v", back, err, m)
 	}
@@ -400,7 +401,7 @@ func TestStatusAPIReconcile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("work %d: %v", seq, err)
 		}
-		m, err := work.Decode(raw.Header)
+		m, err := workstream.Decode(raw.Header)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,7 +32,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/logging"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
-	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // waitLimit bounds every wait: generous for a loaded 2-core CI machine under
@@ -119,7 +119,7 @@ func start(t *testing.T, o options) *harness {
 	if o.noWorkers {
 		// Processors ran before and declared the stream; now none runs.
 		c := h.processorConfig(0)
-		if err := work.EnsureStreams(ctx, h.js, c.Work); err != nil {
+		if err := workstream.EnsureStreams(ctx, h.js, c.Work); err != nil {
 			t.Fatalf("declaring the work stream: %v", err)
 		}
 	} else {

@@ -32,6 +32,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // TestOpsMetrics runs available, unavailable, ignored, poison, not-found
@@ -74,10 +75,10 @@ func TestOpsMetrics(t *testing.T) {
 	const goneSource, undecodableSource = "990001", "990002"
 	gone := work.Message{Kind: "Application.unpause", SourceID: goneSource, ApplicationID: "990011", Origin: "ops-test/gone"}
 	gone.Tenant.OrgID = orgA
-	if _, err := h.js.PublishMsg(h.ctx, &nats.Msg{Subject: work.Subject(goneSource), Header: gone.Header()}); err != nil {
+	if _, err := h.js.PublishMsg(h.ctx, workstream.NewMsg(gone, "")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.js.PublishMsg(h.ctx, &nats.Msg{Subject: work.Subject(undecodableSource), Header: nats.Header{work.HeaderSourceID: []string{undecodableSource}}}); err != nil {
+	if _, err := h.js.PublishMsg(h.ctx, &nats.Msg{Subject: work.Subject(undecodableSource), Header: nats.Header{workstream.HeaderSourceID: []string{undecodableSource}}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -29,6 +29,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // TestSecretsNeverLeak runs a whole life cycle (create, a wrong external
@@ -266,8 +267,8 @@ func deadLetterWithIdentity(t *testing.T, url, password, org, identity string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := work.Message{Kind: string(event.AppAuthCreate), SourceID: "990001", Tenant: event.Tenant{OrgID: org}, Identity: identity}.Header()
-	h.Set(work.HeaderAttempt, "not-a-number")
+	h := workstream.Header(work.Message{Kind: string(event.AppAuthCreate), SourceID: "990001", Tenant: event.Tenant{OrgID: org}, Identity: identity})
+	h.Set(workstream.HeaderAttempt, "not-a-number")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject("990001"), Header: h}); err != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Readiness check names the pipeline maintains.
@@ -196,8 +197,7 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		Identity:         d.Identity,
 		Origin:           id,
 	}
-	msg := &nats.Msg{Subject: work.Subject(sourceID), Header: wm.Header()}
-	msg.Header.Set(jetstream.MsgIDHeader, id)
+	msg := workstream.NewMsg(wm, id)
 	log = log.WithField("source_id", sourceID)
 	if !p.h.fits(msg) {
 		return p.skip(log, d.EventType, route.ReasonExceedsNATSLimits, m.Offset)

@@ -14,6 +14,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Headers a dead letter carries besides the original ones.
@@ -132,13 +133,13 @@ func (w *Worker) deadLetterExhausted(ctx context.Context) {
 	}
 	for p := 0; p < w.cfg.Partitions; p++ {
 		if err := w.deadLetterExhaustedOf(ctx, stream, p); err != nil {
-			w.log.WithError(err).WithField("consumer", work.ConsumerName(p)).Warn("looking for exhausted work messages failed")
+			w.log.WithError(err).WithField("consumer", workstream.ConsumerName(p)).Warn("looking for exhausted work messages failed")
 		}
 	}
 }
 
 func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Stream, p int) error {
-	c, err := stream.Consumer(ctx, work.ConsumerName(p))
+	c, err := stream.Consumer(ctx, workstream.ConsumerName(p))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil // first start: nothing was delivered yet
 	}
@@ -151,7 +152,7 @@ func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Str
 	}
 	last := info.Delivered.Stream - uint64(min(info.NumAckPending, 1))
 	for seq := info.AckFloor.Stream + 1; seq <= last; {
-		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(work.PartitionFilter(p)))
+		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(workstream.PartitionFilter(p)))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -162,7 +163,7 @@ func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Str
 			return nil
 		}
 		if !w.alreadyDeadLettered(ctx, raw) {
-			cause := fmt.Errorf("consumer %s gave up after %d deliveries while no processor heard it", work.ConsumerName(p), w.cfg.MaxDeliver)
+			cause := fmt.Errorf("consumer %s gave up after %d deliveries while no processor heard it", workstream.ConsumerName(p), w.cfg.MaxDeliver)
 			if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, raw.Sequence, uint64(w.cfg.MaxDeliver), "max_deliveries", cause); err != nil {
 				return err
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Config tunes consumption and retries.
@@ -79,9 +80,9 @@ func New(cfg Config, js jetstream.JetStream, r Reconciler, reporter reconcile.Re
 // ConsumerConfig is the durable consumer of partition p.
 func ConsumerConfig(cfg Config, p int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       work.ConsumerName(p),
+		Durable:       workstream.ConsumerName(p),
 		Description:   "Cloudoreg processors: one message of this partition at a time",
-		FilterSubject: work.PartitionFilter(p),
+		FilterSubject: workstream.PartitionFilter(p),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
 		MaxAckPending: 1,
@@ -106,12 +107,12 @@ func (w *Worker) Start(ctx context.Context, nc *nats.Conn) error {
 		c, err := w.js.CreateOrUpdateConsumer(ctx, work.StreamName, ConsumerConfig(w.cfg, p))
 		if err != nil {
 			w.Stop(0)
-			return fmt.Errorf("declare consumer %s: %w", work.ConsumerName(p), err)
+			return fmt.Errorf("declare consumer %s: %w", workstream.ConsumerName(p), err)
 		}
 		cc, err := c.Consume(w.handle, jetstream.PullMaxMessages(1), jetstream.ConsumeErrHandler(w.consumeError))
 		if err != nil {
 			w.Stop(0)
-			return fmt.Errorf("consume %s: %w", work.ConsumerName(p), err)
+			return fmt.Errorf("consume %s: %w", workstream.ConsumerName(p), err)
 		}
 		w.consuming = append(w.consuming, cc)
 	}
@@ -162,7 +163,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	defer w.inflight.Done()
 	started := time.Now()
 	ctx := w.workCtx
-	m, err := work.Decode(msg.Headers())
+	m, err := workstream.Decode(msg.Headers())
 	if err != nil {
 		w.deadLetter(ctx, msg, failure.ReasonUndecodable, err)
 		return

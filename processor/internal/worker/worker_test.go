@@ -29,6 +29,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 const waitLimit = 90 * time.Second
@@ -119,7 +120,7 @@ func newTestEnv(t *testing.T, partitions int) *testEnv {
 	t.Cleanup(ns.Shutdown)
 	e := &testEnv{t: t, ns: ns}
 	js := e.connect()
-	if err := work.EnsureStreams(context.Background(), js, work.StreamSettings{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
+	if err := workstream.EnsureStreams(context.Background(), js, workstream.StreamSettings{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -174,7 +175,7 @@ func (e *testEnv) startWorker(cfg Config, r Reconciler, rep reconcile.Reporter) 
 
 func (e *testEnv) publish(js jetstream.JetStream, m work.Message) {
 	e.t.Helper()
-	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()}); err != nil {
+	if _, err := js.PublishMsg(context.Background(), workstream.NewMsg(m, "")); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -346,7 +347,7 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 		t.Fatalf("no dead letter after %d unacknowledged deliveries: %v", cfg.MaxDeliver, err)
 	}
 	h := dead.Headers()
-	if h.Get(HeaderDLQReason) != "max_deliveries" || h.Get(work.HeaderSourceID) != "9" || h.Get(HeaderDLQDeliveries) != "2" {
+	if h.Get(HeaderDLQReason) != "max_deliveries" || h.Get(workstream.HeaderSourceID) != "9" || h.Get(HeaderDLQDeliveries) != "2" {
 		t.Errorf("dead letter headers %v", h)
 	}
 }
@@ -408,7 +409,7 @@ func TestParkedRetryAlreadyEnqueuedIsKept(t *testing.T) {
 	}
 	other := msg("8", 1)
 	other.Origin = fmt.Sprintf("retry/8/%d", rev) // what the other sweeper stored
-	if dup, err := Enqueue(ctx, js, other); err != nil || dup {
+	if dup, err := workstream.Publish(ctx, js, other); err != nil || dup {
 		t.Fatalf("the other sweeper's publish: duplicate %v, %v", dup, err)
 	}
 	if err := w.enqueueIfDue(ctx, parkedKey("8")); err != nil {
@@ -446,7 +447,7 @@ func exhaustWhileDown(t *testing.T, pullBefore bool) {
 	ctx := context.Background()
 	e.publish(js, msg("12", 0)) // other sources' messages, stored before and after
 	m := msg("11", 1)
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()})
+	ack, err := js.PublishMsg(ctx, workstream.NewMsg(m, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,8 +464,8 @@ func exhaustWhileDown(t *testing.T, pullBefore bool) {
 			t.Fatal(err)
 		}
 		for m := range batch.Messages() {
-			if delivery <= cfg.MaxDeliver && m.Headers().Get(work.HeaderSourceID) != "11" {
-				t.Fatalf("delivery %d: source %s, want 11", delivery, m.Headers().Get(work.HeaderSourceID))
+			if delivery <= cfg.MaxDeliver && m.Headers().Get(workstream.HeaderSourceID) != "11" {
+				t.Fatalf("delivery %d: source %s, want 11", delivery, m.Headers().Get(workstream.HeaderSourceID))
 			}
 		}
 	}
@@ -494,7 +495,7 @@ func exhaustWhileDown(t *testing.T, pullBefore bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dead.Header.Get(HeaderDLQReason) != "max_deliveries" || dead.Header.Get(work.HeaderSourceID) != "11" {
+	if dead.Header.Get(HeaderDLQReason) != "max_deliveries" || dead.Header.Get(workstream.HeaderSourceID) != "11" {
 		t.Errorf("dead letter headers %v", dead.Header)
 	}
 	if n := testutilValue(late.metrics.DeadLetters.WithLabelValues("max_deliveries")); n != 0 {
@@ -649,7 +650,7 @@ func TestDeadLetterReasons(t *testing.T) {
 // or terminated by the partition consumer.
 func pending(t *testing.T, js jetstream.JetStream) int {
 	t.Helper()
-	c, err := js.Consumer(context.Background(), work.StreamName, work.ConsumerName(0))
+	c, err := js.Consumer(context.Background(), work.StreamName, workstream.ConsumerName(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/processor/internal/worker"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Env is a running status API and what backs it.
@@ -73,8 +74,8 @@ func Start(t testing.TB, adminToken string) *Env {
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	settings := work.StreamSettings{Partitions: 4, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}
-	if err := work.EnsureStreams(ctx, js, settings); err != nil {
+	settings := workstream.StreamSettings{Partitions: 4, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}
+	if err := workstream.EnsureStreams(ctx, js, settings); err != nil {
 		t.Fatal(err)
 	}
 	e := &Env{t: t, JS: js, Logs: &testkit.SyncBuffer{}, RHSM: &RHSM{regs: map[string][]rhsm.Account{}}}
@@ -139,7 +140,7 @@ func (e *Env) Park(sourceID, org string, attempts int, due, firstFailure time.Ti
 // worker's dead-lettering adds, and returns its sequence.
 func (e *Env) DeadLetter(m work.Message, reason string, workSeq uint64) uint64 {
 	e.t.Helper()
-	h := m.Header()
+	h := workstream.Header(m)
 	h.Set(worker.HeaderDLQReason, reason)
 	h.Set(worker.HeaderDLQDetail, "apitest: "+reason)
 	h.Set(worker.HeaderDLQDeliveries, "1")

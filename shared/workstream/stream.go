@@ -1,4 +1,8 @@
-package work
+// Package workstream is the JetStream side of the work stream: the NATS
+// encoding of a work message (headers), the stream, dead-letter stream and
+// partition consumer declarations. Both programs publish and consume through
+// it; package work holds the transport-free value.
+package workstream
 
 import (
 	"context"
@@ -8,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
 // StreamSettings are the operator's choices for the work stream. Both
@@ -28,12 +34,12 @@ type StreamSettings struct {
 // with subjects cloudoreg.work.<source> stored as cloudoreg.work.<p>.<source>.
 func StreamConfig(s StreamSettings) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        StreamName,
+		Name:        work.StreamName,
 		Description: "Cloudoreg work: one subject per Sources source id, partitioned for per-source order",
-		Subjects:    []string{SubjectPrefix + "*"},
+		Subjects:    []string{work.SubjectPrefix + "*"},
 		SubjectTransform: &jetstream.SubjectTransformConfig{
-			Source:      SubjectPrefix + "*",
-			Destination: fmt.Sprintf("%s{{partition(%d,1)}}.{{wildcard(1)}}", SubjectPrefix, s.Partitions),
+			Source:      work.SubjectPrefix + "*",
+			Destination: fmt.Sprintf("%s{{partition(%d,1)}}.{{wildcard(1)}}", work.SubjectPrefix, s.Partitions),
 		},
 		Retention:  jetstream.LimitsPolicy,
 		Storage:    jetstream.FileStorage,
@@ -48,9 +54,9 @@ func StreamConfig(s StreamSettings) jetstream.StreamConfig {
 // done, with the reason, kept for an operator to inspect and replay.
 func DLQStreamConfig(s StreamSettings) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        DLQStreamName,
+		Name:        work.DLQStreamName,
 		Description: "Cloudoreg dead letters: work messages that failed for good, with the reason",
-		Subjects:    []string{DLQPrefix + ">"},
+		Subjects:    []string{work.DLQPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.Replicas,
@@ -60,7 +66,7 @@ func DLQStreamConfig(s StreamSettings) jetstream.StreamConfig {
 }
 
 // PartitionFilter is the stored subject filter of partition p.
-func PartitionFilter(p int) string { return fmt.Sprintf("%s%d.*", SubjectPrefix, p) }
+func PartitionFilter(p int) string { return fmt.Sprintf("%s%d.*", work.SubjectPrefix, p) }
 
 // ConsumerName is the durable consumer of partition p.
 func ConsumerName(p int) string { return consumerPrefix + strconv.Itoa(p) }
@@ -84,10 +90,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		return fmt.Errorf("WORK_DUPLICATE_WINDOW must be at least 10m (a listener replay must be absorbed), not %s", s.Duplicates)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(s)); err != nil {
-		return fmt.Errorf("declare stream %s: %w", StreamName, err)
+		return fmt.Errorf("declare stream %s: %w", work.StreamName, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, DLQStreamConfig(s)); err != nil {
-		return fmt.Errorf("declare stream %s: %w", DLQStreamName, err)
+		return fmt.Errorf("declare stream %s: %w", work.DLQStreamName, err)
 	}
 	return nil
 }
