@@ -34,7 +34,7 @@ type Config struct {
 	Sources config.Sources
 	Log     config.Log
 
-	EventsTopic string `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
+	EventsTopic string `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream" clowder:"topic"`
 	GroupID     string `env:"KAFKA_GROUP_ID" envDefault:"cloudoreg-listener"`
 	// InstanceID makes the listener a static group member (KIP-345): a
 	// restarted listener takes its partitions back at once instead of
@@ -49,9 +49,9 @@ type Config struct {
 
 	// BindHost is the interface the HTTP ports listen on: loopback for the
 	// local stack, 0.0.0.0 in a pod (the deployment template sets it).
-	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
-	MetricsPort int    `env:"METRICS_PORT" envDefault:"9100"`
-	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
+	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1" clowder:"bindHost"`
+	MetricsPort int    `env:"METRICS_PORT" envDefault:"9100" clowder:"metricsPort"`
+	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics" clowder:"metricsPath"`
 
 	IndexTTL       time.Duration `env:"ROUTING_INDEX_TTL" envDefault:"2160h"`
 	KVReplicas     int           `env:"KV_REPLICAS" envDefault:"1"`
@@ -64,24 +64,11 @@ type Config struct {
 }
 
 // LoadConfig reads the configuration from the environment, overlaid by
-// Clowder's cdappconfig.json when ACG_CONFIG is set.
+// Clowder's cdappconfig.json when ACG_CONFIG is set (the clowder tags above).
 func LoadConfig() (Config, error) {
 	var c Config
-	if err := config.Parse(&c); err != nil {
-		return c, err
-	}
-	o, err := config.ClowderFromEnv()
-	if err != nil {
-		return c, err
-	}
-	c.Kafka = o.Kafka(c.Kafka)
-	c.EventsTopic = o.Topic(c.EventsTopic)
-	c.Log = o.Log(c.Log)
-	c.Sources = o.Sources(c.Sources)
-	c.BindHost = o.BindHost(c.BindHost)
-	c.MetricsPort = o.MetricsPort(c.MetricsPort)
-	c.MetricsPath = o.MetricsPath(c.MetricsPath)
-	return c, nil
+	err := config.Load(&c)
+	return c, err
 }
 
 // Listener is a running listener.

@@ -18,13 +18,13 @@ type Config struct {
 	Log     config.Log
 	Work    workstream.StreamSettings
 
-	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
+	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status" clowder:"topic"`
 	// BindHost is the interface the HTTP ports listen on: loopback for the
 	// local stack, 0.0.0.0 in a pod (the deployment template sets it).
-	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
-	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101"`
-	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
-	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000"`
+	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1" clowder:"bindHost"`
+	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101" clowder:"metricsPort"`
+	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics" clowder:"metricsPath"`
+	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000" clowder:"privatePort"`
 	// CheckWindow coalesces availability checks of one source.
 	CheckWindow time.Duration `env:"AVAILABILITY_CHECK_WINDOW" envDefault:"1m"`
 
@@ -76,25 +76,11 @@ type Config struct {
 }
 
 // LoadConfig reads the configuration from the environment, overlaid by
-// Clowder's cdappconfig.json when ACG_CONFIG is set.
+// Clowder's cdappconfig.json when ACG_CONFIG is set (the clowder tags above).
 func LoadConfig() (Config, error) {
 	var c Config
-	if err := config.Parse(&c); err != nil {
-		return c, err
-	}
-	o, err := config.ClowderFromEnv()
-	if err != nil {
-		return c, err
-	}
-	c.Kafka = o.Kafka(c.Kafka)
-	c.StatusTopic = o.Topic(c.StatusTopic)
-	c.Log = o.Log(c.Log)
-	c.Sources = o.Sources(c.Sources)
-	c.BindHost = o.BindHost(c.BindHost)
-	c.MetricsPort = o.MetricsPort(c.MetricsPort)
-	c.MetricsPath = o.MetricsPath(c.MetricsPath)
-	c.PrivatePort = o.PrivatePort(c.PrivatePort)
-	return c, nil
+	err := config.Load(&c)
+	return c, err
 }
 
 func (c Config) validate() error {

@@ -58,12 +58,6 @@ type Sources struct {
 // Key is the PSK from the variable or its file (the file wins).
 func (s Sources) Key() string { return Secret(s.PSK, s.PSKFile) }
 
-// Ops is the port of /metrics, /healthz and /readyz.
-type Ops struct {
-	MetricsPort int    `env:"METRICS_PORT"`
-	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
-}
-
 // Secret returns the file's content when a file was given, else the value.
 // Files win because mounted secrets are how OpenShift hands them over.
 func Secret(value, fileContent string) string {

@@ -5,7 +5,9 @@ package testkit
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,22 +16,41 @@ import (
 	"time"
 )
 
-// FreePorts reserves n free loopback ports and releases them for the caller
-// (a program that must know its port before it starts).
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
+// Ports picks n loopback ports that are free now, for programs that must
+// know their ports before they start. They are drawn from 20000-32767,
+// below Linux's ephemeral range (32768-60999), so no port-0 listener or
+// outgoing connection of another test can be given one between the pick
+// and the program's bind, nor while a killed program is away from it.
+func Ports(n int) ([]int, error) {
+	const lo, hi = 20000, 32768
+	nums := make([]int, 0, n)
 	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for tries := 0; len(nums) < n; tries++ {
+		if tries > 2000 {
+			return nil, fmt.Errorf("no %d free ports found in %d-%d", n, lo, hi-1)
+		}
+		p := lo + rand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
-			t.Fatal(err)
+			continue // taken (also by one picked already, which is held open)
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		nums = append(nums, p)
 	}
-	for _, ln := range lns {
-		_ = ln.Close()
+	return nums, nil
+}
+
+// FreePorts is Ports for a test.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports, err := Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

@@ -7,13 +7,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/scripts/internal/supervise"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 // Documented local ports.
@@ -53,30 +53,12 @@ func DocumentedPorts(n int) Ports {
 // FreePorts picks ports that are free now for a system of n processors, so
 // that tests never collide with the documented ports a developer's `make run`
 // holds. Ports are fixed for the life of the system: a restarted broker must
-// come back where its clients look for it. They are drawn from 20000-32767,
-// below Linux's ephemeral range (32768-60999): while a killed process is away
-// from its port, no client connection or port-0 listener of another test can
-// be given it.
+// come back where its clients look for it (testkit.Ports says where they
+// are drawn from, and why).
 func FreePorts(n int) (Ports, error) {
-	const lo, hi = 20000, 32768
-	nums := make([]int, 0, 6+2*n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	for tries := 0; len(nums) < cap(nums); tries++ {
-		if tries > 2000 {
-			return Ports{}, fmt.Errorf("no %d free ports found in %d-%d", cap(nums), lo, hi-1)
-		}
-		p := lo + rand.IntN(hi-lo)
-		ln, err := net.Listen("tcp", addr(p))
-		if err != nil {
-			continue // taken (also by one picked already, which is held open)
-		}
-		lns = append(lns, ln)
-		nums = append(nums, p)
+	nums, err := testkit.Ports(6 + 2*n)
+	if err != nil {
+		return Ports{}, err
 	}
 	return Ports{
 		Kafka: nums[0], NATS: nums[1], Sources: nums[2], RHSM: nums[3], STS: nums[4], ListenerMetrics: nums[5],
