@@ -138,12 +138,16 @@ func (l *Listener) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sources, err := sourcesapi.New(l.cfg.Sources.URL, l.cfg.Sources.Key(), l.cfg.Sources.Timeout, l.cfg.Sources.CAFile)
+	if err != nil {
+		return err
+	}
 	// Not waited for on return: a measurement may hang on an unreachable
 	// broker, and the process exits anyway.
 	go l.watchLag(ctx)
 	handler := &forward.Handler{
 		JS:           js,
-		Resolver:     &resolve.Resolver{Index: index, Apps: l.sourcesClient()},
+		Resolver:     &resolve.Resolver{Index: index, Apps: sources},
 		Metrics:      l.metrics,
 		Log:          l.log,
 		Ready:        l.ready,
@@ -162,10 +166,6 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	l.log.Info("listener stopped")
 	return nil
-}
-
-func (l *Listener) sourcesClient() *sourcesapi.Client {
-	return sourcesapi.New(l.cfg.Sources.URL, l.cfg.Sources.Key(), l.cfg.Sources.Timeout)
 }
 
 // prepareNATS waits for the work stream (the processors declare it) and

@@ -213,7 +213,10 @@ func (p *Processor) reconciler(ctx context.Context, cl reconcile.Claims, reporte
 	if err != nil {
 		return nil, err
 	}
-	src := sourcesapi.New(p.cfg.Sources.URL, p.cfg.Sources.Key(), p.cfg.Sources.Timeout)
+	src, err := sourcesapi.New(p.cfg.Sources.URL, p.cfg.Sources.Key(), p.cfg.Sources.Timeout, p.cfg.Sources.CAFile)
+	if err != nil {
+		return nil, err
+	}
 	return &reconcile.Reconciler{
 		Sources:  instrumentedSources{src, p.metrics},
 		Verifier: instrumentedVerifier{verifier, p.metrics},

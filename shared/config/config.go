@@ -53,6 +53,9 @@ type Sources struct {
 	PSK     string        `env:"SOURCES_PSK" envDefault:"cloudoreg-local-psk" secret:"true"`
 	PSKFile string        `env:"SOURCES_PSK_FILE,file" secret:"true"`
 	Timeout time.Duration `env:"SOURCES_TIMEOUT" envDefault:"10s"`
+	// CAFile is a PEM bundle trusted besides the system roots for an https
+	// SOURCES_URL (under Clowder: its tlsCAPath, the cluster's service CA).
+	CAFile string `env:"SOURCES_CA_FILE"`
 }
 
 // Key is the PSK from the variable or its file (the file wins).

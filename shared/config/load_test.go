@@ -38,7 +38,7 @@ func TestLoadOverlaysWhatTheStructTags(t *testing.T) {
 		"metrics path": c.MetricsPath == "/metrics",
 		"private port": c.PrivatePort == 10000,
 		"kafka":        len(c.Kafka.Brokers) == 2 && c.Kafka.SASLMechanism == "SCRAM-SHA-512",
-		"sources":      c.Sources.URL == "https://sources-api-svc.sources-stage.svc:8800",
+		"sources":      c.Sources.URL == "https://sources-api-svc.sources-stage.svc:8800" && c.Sources.CAFile == "/cdapp/certs/service-ca.crt",
 		"untouched":    c.Untouched == "as-is",
 	} {
 		if got != true {

@@ -8,6 +8,8 @@ package sourcesapi
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,12 +47,29 @@ type Client struct {
 	typeID string // cached id of the cloud-meter application type
 }
 
-// New returns a client of the Sources service at baseURL.
-func New(baseURL, psk string, timeout time.Duration) *Client {
+// New returns a client of the Sources service at baseURL. caFile, when
+// set, is a PEM bundle trusted besides the system roots (an https baseURL
+// whose certificate the cluster's service CA signed).
+func New(baseURL, psk string, timeout time.Duration, caFile string) (*Client, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), psk: psk, http: &http.Client{Timeout: timeout}}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("SOURCES_CA_FILE: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("SOURCES_CA_FILE %s: no PEM certificate in it", caFile)
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), psk: psk, http: &http.Client{Timeout: timeout, Transport: transport}}, nil
 }
 
 // Application reads one application.

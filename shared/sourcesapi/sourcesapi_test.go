@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"encoding/pem"
+	"os"
+	"path/filepath"
+
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
@@ -59,7 +63,7 @@ func TestEveryStatusIsClassified(t *testing.T) {
 			want = transient
 		}
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }))
-		_, err := New(srv.URL, "psk", time.Second).Application(context.Background(), event.Tenant{OrgID: "1"}, "7")
+		_, err := mustNew(t, srv.URL, "psk", time.Second).Application(context.Background(), event.Tenant{OrgID: "1"}, "7")
 		srv.Close()
 		if err == nil {
 			t.Errorf("HTTP %d: no error", code)
@@ -102,7 +106,7 @@ func TestTransportFailuresAreClassified(t *testing.T) {
 		{"DEL in a tenant header", undecodable.URL, event.Tenant{AccountNumber: "1\x7f"}, invalid},
 	}
 	for _, c := range cases {
-		_, err := New(c.url, "psk", 200*time.Millisecond).Application(context.Background(), c.tenant, "7")
+		_, err := mustNew(t, c.url, "psk", 200*time.Millisecond).Application(context.Background(), c.tenant, "7")
 		if err == nil {
 			t.Errorf("%s: no error", c.name)
 			continue
@@ -121,7 +125,7 @@ func TestCloudMeterTypeIDIsCached(t *testing.T) {
 		_, _ = w.Write([]byte(`{"data":[{"id":"5"}]}`))
 	}))
 	defer srv.Close()
-	c := New(srv.URL, "psk", time.Second)
+	c := mustNew(t, srv.URL, "psk", time.Second)
 	for range 3 {
 		id, err := c.CloudMeterTypeID(context.Background(), event.Tenant{OrgID: "1"})
 		if err != nil || id != "5" {
@@ -146,7 +150,7 @@ func TestLinks(t *testing.T) {
 		_, _ = w.Write([]byte(page))
 	}))
 	defer srv.Close()
-	c := New(srv.URL, "psk", time.Second)
+	c := mustNew(t, srv.URL, "psk", time.Second)
 	tenant := event.Tenant{OrgID: "1234567", AccountNumber: "000111"}
 	cases := []struct {
 		by    sources.LinkFilter
@@ -200,7 +204,7 @@ func TestLinksFailuresAreClassified(t *testing.T) {
 			w.WriteHeader(tc.status)
 			_, _ = w.Write([]byte(tc.body))
 		}))
-		links, err := New(srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, sources.LinksOfApplication, "21")
+		links, err := mustNew(t, srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, sources.LinksOfApplication, "21")
 		srv.Close()
 		if err == nil || links != nil {
 			t.Errorf("%s: %+v, %v", tc.name, links, err)
@@ -215,7 +219,42 @@ func TestLinksFailuresAreClassified(t *testing.T) {
 		_, _ = w.Write([]byte(`{"data":[],"meta":{"count":0,"limit":1000,"offset":0},"links":{}}`))
 	}))
 	defer srv.Close()
-	if links, err := New(srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, sources.LinksOfApplication, "21"); err != nil || len(links) != 0 {
+	if links, err := mustNew(t, srv.URL, "psk", time.Second).Links(context.Background(), event.Tenant{OrgID: "1"}, sources.LinksOfApplication, "21"); err != nil || len(links) != 0 {
 		t.Errorf("empty collection: %+v, %v", links, err)
+	}
+}
+
+func mustNew(t *testing.T, base, psk string, timeout time.Duration) *Client {
+	t.Helper()
+	c, err := New(base, psk, timeout, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// An https Sources whose certificate the cluster's service CA signed is
+// trusted with SOURCES_CA_FILE, and refused without it.
+func TestTrustsTheConfiguredCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"id":"7","source_id":"3"}`))
+	}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "service-ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(srv.URL, "psk", time.Second, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app, err := c.Application(context.Background(), event.Tenant{OrgID: "1"}, "7"); err != nil || app.SourceID != "3" {
+		t.Fatalf("with the CA: %+v, %v", app, err)
+	}
+	if _, err := mustNew(t, srv.URL, "psk", time.Second).Application(context.Background(), event.Tenant{OrgID: "1"}, "7"); err == nil {
+		t.Fatal("without the CA the certificate was trusted")
+	}
+	if _, err := New(srv.URL, "psk", time.Second, filepath.Join(t.TempDir(), "missing.crt")); err == nil {
+		t.Fatal("a missing CA file was accepted")
 	}
 }
