@@ -38,7 +38,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 )
 
 // Scale sets how big and long each scenario is.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )

@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
+	"github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )

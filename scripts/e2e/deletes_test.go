@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 

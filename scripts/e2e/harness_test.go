@@ -27,10 +27,10 @@ import (
 	lapp "github.com/cloudoreg/cloudoreg/listener/app"
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/stack"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/logging"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )

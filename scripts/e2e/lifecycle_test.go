@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 

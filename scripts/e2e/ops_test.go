@@ -27,8 +27,8 @@ import (
 
 	lapp "github.com/cloudoreg/cloudoreg/listener/app"
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"

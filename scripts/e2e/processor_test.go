@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 

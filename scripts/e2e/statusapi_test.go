@@ -10,7 +10,7 @@ import (
 	"time"
 
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 

@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/stack"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 	"github.com/cloudoreg/cloudoreg/shared/workstream"

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/shared/failure"
+	standin "github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
@@ -40,7 +41,7 @@ func start(t *testing.T, f *fakeRHSM, cfg Config) (*Client, *httptest.Server) {
 	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
-	cfg.BaseURL = srv.URL + f.prefix
+	cfg.BaseURL = srv.URL + standin.DefaultPrefix
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -482,7 +483,7 @@ func TestCredentials(t *testing.T) {
 			tc.fake(f)
 			srv := httptest.NewServer(f)
 			t.Cleanup(srv.Close)
-			base := srv.URL + f.prefix
+			base := srv.URL + standin.DefaultPrefix
 			ctx := t.Context()
 
 			good := tc.cfg
@@ -698,7 +699,7 @@ func TestClientCertificate(t *testing.T) {
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	base := srv.URL + f.prefix
+	base := srv.URL + standin.DefaultPrefix
 	ctx := t.Context()
 
 	c, err := New(Config{BaseURL: base, CertFile: p.certFile, KeyFile: p.keyFile, CAFile: p.caFile})

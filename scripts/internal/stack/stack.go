@@ -21,9 +21,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/cloudoreg/cloudoreg/scripts"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
+	"github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 )
 
 // Config is where the stack listens and what it starts with. A port of 0

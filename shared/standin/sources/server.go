@@ -15,7 +15,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 	"github.com/sirupsen/logrus"
 )
 

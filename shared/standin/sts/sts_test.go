@@ -22,7 +22,7 @@ import (
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 )
 
 const (
@@ -52,7 +52,7 @@ func start(t *testing.T) (*Server, *httptest.Server) {
 
 func defaultTrustFile(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join("..", "..", "..", "sts-trust.json")
+	p := filepath.Join("..", "..", "..", "scripts", "sts-trust.json")
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("default trust file: %v", err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 	"github.com/sirupsen/logrus"
 )
 

@@ -40,7 +40,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 	"github.com/sirupsen/logrus"
 )
 

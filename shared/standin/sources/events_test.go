@@ -14,7 +14,7 @@ import (
 
 // fixturesDir holds the repository's copy of the team's example messages
 // (shared/event/testdata/fixtures).
-const fixturesDir = "../../../../shared/event/testdata/fixtures"
+const fixturesDir = "../../event/testdata/fixtures"
 
 type fixture struct {
 	Topic   string          `json:"topic"`

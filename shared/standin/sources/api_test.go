@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 )
 
 func TestGetResourcesAndCollections(t *testing.T) {
