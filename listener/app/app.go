@@ -104,7 +104,7 @@ func (l *Listener) OpsAddr() string { return l.ops.Addr() }
 
 // Run consumes until ctx ends, then shuts down within the grace period.
 func (l *Listener) Run(ctx context.Context) error {
-	defer l.shutdownOps()
+	defer l.shutdownOps(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ops.StopOnFailure(ctx, cancel, l.log, l.ops)
@@ -239,8 +239,10 @@ func (l *Listener) consume(ctx context.Context, group sarama.ConsumerGroup, h *f
 	}
 }
 
-func (l *Listener) shutdownOps() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// shutdownOps stops the ops server; ctx is the run's, whose cancellation
+// is why it stops, so only its values are kept.
+func (l *Listener) shutdownOps(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	_ = l.ops.Shutdown(ctx)
 }

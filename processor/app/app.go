@@ -86,7 +86,7 @@ func (p *Processor) Enqueue(ctx context.Context, m work.Message) (duplicate bool
 
 // Run processes work until ctx ends, then stops within the grace period.
 func (p *Processor) Run(ctx context.Context) error {
-	defer p.shutdownServers()
+	defer p.shutdownServers(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ops.StopOnFailure(ctx, cancel, p.log, p.ops, p.private)
@@ -264,8 +264,10 @@ func (p *Processor) workerConfig() worker.Config {
 	}
 }
 
-func (p *Processor) shutdownServers() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// shutdownServers stops the HTTP servers; ctx is the run's, whose
+// cancellation is why they stop, so only its values are kept.
+func (p *Processor) shutdownServers(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	_ = p.private.Shutdown(ctx)
 	_ = p.ops.Shutdown(ctx)

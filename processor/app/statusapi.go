@@ -254,7 +254,7 @@ func (d deadLetters) Replay(ctx context.Context, seq uint64) (statusapi.Replayed
 	}
 	w, err := workstream.Decode(h)
 	if err != nil {
-		return statusapi.Replayed{}, fmt.Errorf("%w: %v", statusapi.ErrNotReplayable, err)
+		return statusapi.Replayed{}, fmt.Errorf("%w: %w", statusapi.ErrNotReplayable, err)
 	}
 	h.Set(jetstream.MsgIDHeader, "replay/"+strconv.FormatUint(seq, 10))
 	ack, err := d.js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject(w.SourceID), Header: h, Data: m.Data})

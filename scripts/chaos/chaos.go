@@ -385,7 +385,7 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 	}
 	out := io.Discard
 	if o.LogDir != "" {
-		if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+		if err := os.MkdirAll(o.LogDir, 0o750); err != nil {
 			res.Err = err
 			return res
 		}

@@ -87,7 +87,7 @@ var (
 // ErrConfiguration is wrapped by transient failures that Cloudoreg's own
 // configuration causes (its credentials rejected): retrying keeps the work
 // until an operator fixes it, and they are logged as errors, not warnings.
-var ErrConfiguration = errors.New("Cloudoreg's configuration needs fixing")
+var ErrConfiguration = errors.New("the configuration of Cloudoreg needs fixing")
 
 // Permanent is a failure to report to the customer with code.
 func Permanent(code status.Code, target string, err error) error {

@@ -127,7 +127,7 @@ func TestClassification(t *testing.T) {
 	}{
 		{"permanent", Permanent(status.CG3002, "sts", cause), false, true, "", "sts: permanent CG3002 failure: HTTP 401"},
 		{"transient", Transient("rhsm", cause), true, false, "", "rhsm: transient failure: HTTP 401"},
-		{"operator", Operator(ReasonSourcesUnauthorized, "sources", cause), true, false, ReasonSourcesUnauthorized, "sources: transient (sources_unauthorized) failure: Cloudoreg's configuration needs fixing: HTTP 401"},
+		{"operator", Operator(ReasonSourcesUnauthorized, "sources", cause), true, false, ReasonSourcesUnauthorized, "sources: transient (sources_unauthorized) failure: the configuration of Cloudoreg needs fixing: HTTP 401"},
 		{"dead letter", DeadLetter(ReasonSourcesRefused, "sources", cause), false, false, ReasonSourcesRefused, "sources: permanent (sources_refused) failure: HTTP 401"},
 		{"unclassified", cause, true, false, "", "HTTP 401"},
 	}

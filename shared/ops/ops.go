@@ -144,15 +144,15 @@ func serve(addr string, h http.Handler, l Limits) (*Server, error) {
 	return s, nil
 }
 
-// limitBody answers 413 to a body announced larger than max, and stops
+// limitBody answers 413 to a body announced larger than limit, and stops
 // reading one that turns out larger (the handler's read fails).
-func limitBody(h http.Handler, max int64) http.Handler {
+func limitBody(h http.Handler, limit int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
+		if r.ContentLength > limit {
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		h.ServeHTTP(w, r)
 	})
 }

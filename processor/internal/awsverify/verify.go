@@ -287,11 +287,11 @@ func classify(op string, err error) error {
 	case errors.As(err, &urlErr):
 		// The URL is the configured endpoint and the request body (with the
 		// external id) is not in the error; the cause alone is enough.
-		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, urlErr.Err))
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %w", op, urlErr.Err))
 	case errors.As(err, &sendErr):
-		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, sendErr.Err))
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %w", op, sendErr.Err))
 	case errors.As(err, &netErr):
-		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, netErr))
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %w", op, netErr))
 	case !errors.As(err, &apiErr):
 		if httpSt != 0 {
 			// An answer that is not an AWS error document (a proxy's page, a

@@ -50,7 +50,7 @@ func Tick(every time.Duration) time.Duration {
 func Due(sourceID string, every, lookback time.Duration, now time.Time) (slot int64, due bool) {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(sourceID))
-	offset := int64(h.Sum64() % uint64(every))
+	offset := int64(h.Sum64() % uint64(every)) //nolint:gosec // G115: every > 0 (checked at start), so the remainder fits an int64
 	since := now.UnixNano() - offset
 	slot = since / int64(every)
 	turn := slot*int64(every) + offset

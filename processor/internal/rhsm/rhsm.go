@@ -203,8 +203,7 @@ func validHeaderName(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if r > unicode.MaxASCII || !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' ||
-			strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+		if r > unicode.MaxASCII || !tokenChar(r) {
 			return false
 		}
 	}
@@ -414,4 +413,10 @@ func (c *Client) excerpt(body []byte) string {
 		s = s[:cut] + "..."
 	}
 	return "body: " + s
+}
+
+// tokenChar reports whether r may appear in an HTTP header name (RFC 9110
+// token characters).
+func tokenChar(r rune) bool {
+	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)
 }

@@ -259,7 +259,7 @@ func (a *API) rhsm(ctx context.Context, org, id string) RHSMResponse {
 	}
 	out := RHSMResponse{Registrations: []RegistrationResponse{}}
 	for _, g := range regs {
-		out.Registrations = append(out.Registrations, RegistrationResponse{AccountID: g.AccountID, Verified: g.Verified})
+		out.Registrations = append(out.Registrations, RegistrationResponse(g))
 	}
 	return out
 }
@@ -402,9 +402,7 @@ func (a *API) parked(_ http.ResponseWriter, r *http.Request, _ caller) (int, any
 	}
 	resp := ParkedResponse{Parked: []ParkedEntry{}}
 	for _, p := range list {
-		resp.Parked = append(resp.Parked, ParkedEntry{
-			SourceID: p.SourceID, OrgID: p.OrgID, EventType: p.EventType, Attempts: p.Attempts, Due: p.Due, FirstFailure: p.FirstFailure,
-		})
+		resp.Parked = append(resp.Parked, ParkedEntry(p))
 	}
 	return http.StatusOK, resp
 }

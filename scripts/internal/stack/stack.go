@@ -83,7 +83,7 @@ type Stack struct {
 func Start(ctx context.Context, cfg Config, log *logrus.Logger) (*Stack, error) {
 	s := &Stack{}
 	if err := s.start(ctx, cfg, log); err != nil {
-		s.Close()
+		s.Close() //nolint:contextcheck // stopping what started must not depend on the caller's context
 		return nil, err
 	}
 	return s, nil

@@ -188,7 +188,7 @@ func TestAssumeRoleAndGetCallerIdentity(t *testing.T) {
 	if id := aws.ToString(out.AssumedRoleUser.AssumedRoleId); !strings.HasPrefix(id, "AROA") || !strings.HasSuffix(id, ":cloudoreg-123456789012") {
 		t.Errorf("assumed role id %q", id)
 	}
-	if aws.ToInt32(out.PackedPolicySize) <= 0 {
+	if aws.ToInt32(out.PackedPolicySize) <= 0 { //nolint:staticcheck // SA1019: the field the stand-in fills, as STS does
 		t.Error("no packed policy size for a request with a policy")
 	}
 
