@@ -104,9 +104,9 @@ func (s *Server) startStatusConsumer(ctx context.Context) error {
 		return fmt.Errorf("status consumer group: %w", err)
 	}
 	c := &statusConsumer{s: s, group: group, ready: make(chan struct{}), done: make(chan struct{})}
-	runCtx, cancel := context.WithCancel(s.bgCtx) //nolint:contextcheck // the consumer outlives the call that starts it
+	runCtx, cancel := context.WithCancel(s.bgCtx)
 	s.consumer, s.stopConsumer = c, cancel
-	go c.run(runCtx)
+	go c.run(runCtx) //nolint:contextcheck // the consumer outlives the call that starts it
 
 	select {
 	case <-c.ready:
