@@ -35,7 +35,7 @@ chaos: build ## fault injection on the real programs, every scenario (a few minu
 	$(GO) build -o $(BIN)/ ./scripts/cmd/chaos
 	./$(BIN)/chaos -bin $(BIN)
 
-test: vet modules ## every test, with the race detector, as CI runs them
+test: vet modules lint ## every test, with the race detector, as CI runs them (after vet, the module checks and the linter)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(MODULES)
 
 vet:
