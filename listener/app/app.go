@@ -154,6 +154,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		Ready:        l.ready,
 		MaxValue:     l.cfg.MaxEventBytes,
 		MaxInFlight:  l.cfg.MaxInFlight,
+		MaxPayload:   nc.MaxPayload,
 		Backoff:      backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax},
 		DrainTimeout: l.cfg.ShutdownGrace / 2,
 	}

@@ -27,8 +27,9 @@ import (
 )
 
 const (
-	topic     = "platform.sources.event-stream"
-	waitLimit = 90 * time.Second
+	topic           = "platform.sources.event-stream"
+	waitLimit       = 90 * time.Second
+	maxKafkaMessage = 8 << 20
 )
 
 // env is a Kafka broker, a restartable NATS server with its store kept, the
@@ -45,12 +46,19 @@ type env struct {
 	sources  *fakeSources
 	producer sarama.SyncProducer
 	logs     *testkit.SyncBuffer
+	natsOpts func(*server.Options) // changes to the NATS server's options
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the NATS server's options changed by natsOpts.
+func newEnvWith(t testing.TB, natsOpts func(*server.Options)) *env {
 	t.Helper()
-	e := &env{t: t, natsDir: t.TempDir(), natsPort: testkit.FreePorts(t, 1)[0], logs: &testkit.SyncBuffer{}}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
+	e := &env{t: t, natsDir: t.TempDir(), natsPort: testkit.FreePorts(t, 1)[0], logs: &testkit.SyncBuffer{}, natsOpts: natsOpts}
+	// Messages up to 8 MiB, so that poison with megabytes of headers
+	// reaches the listener, as it may from a misbehaving producer.
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(maxKafkaMessage)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +79,7 @@ func newEnv(t testing.TB) *env {
 	pc := sarama.NewConfig()
 	pc.Producer.Return.Successes = true
 	pc.Producer.RequiredAcks = sarama.WaitForAll
+	pc.Producer.MaxMessageBytes = maxKafkaMessage
 	if e.producer, err = sarama.NewSyncProducer(e.brokers, pc); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +94,11 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) startNATS() {
 	e.t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: e.natsPort, JetStream: true, StoreDir: e.natsDir, NoSigs: true})
+	opts := &server.Options{Host: "127.0.0.1", Port: e.natsPort, JetStream: true, StoreDir: e.natsDir, NoSigs: true}
+	if e.natsOpts != nil {
+		e.natsOpts(opts)
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -256,12 +269,13 @@ type fakeSources struct {
 	*httptest.Server
 	mu    sync.Mutex
 	apps  map[string]string // application id -> source id
+	codes map[string]int    // application id -> HTTP status to answer instead
 	calls []string
 	fail  int // answer the next fail requests with 503
 }
 
 func newFakeSources(t testing.TB) *fakeSources {
-	f := &fakeSources{apps: map[string]string{}}
+	f := &fakeSources{apps: map[string]string{}, codes: map[string]int{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
 	return f
@@ -281,6 +295,11 @@ func (f *fakeSources) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strings.TrimPrefix(r.URL.Path, "/api/sources/v3.1/applications/")
+	if code := f.codes[id]; code != 0 {
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, `{"errors":[{"status":"`+strconv.Itoa(code)+`","detail":"refused"}]}`)
+		return
+	}
 	source, ok := f.apps[id]
 	if !ok {
 		w.WriteHeader(http.StatusNotFound)
@@ -299,6 +318,13 @@ func (f *fakeSources) set(appID, sourceID string) {
 	} else {
 		f.apps[appID] = sourceID
 	}
+}
+
+// answer makes Sources answer code for the application.
+func (f *fakeSources) answer(appID string, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.codes[appID] = code
 }
 
 func (f *fakeSources) failNext(n int) {

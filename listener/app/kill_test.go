@@ -7,10 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 var (
@@ -40,15 +46,16 @@ func listenerBinary(t *testing.T) string {
 	return binary
 }
 
-// startProcess runs the listener binary against env.
-func (e *env) startProcess(t *testing.T) *exec.Cmd {
+// startProcess runs the listener binary against env, its metrics on
+// metricsPort.
+func (e *env) startProcess(t *testing.T, metricsPort int) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(listenerBinary(t))
 	cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+e.brokers[0],
 		fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", e.natsPort),
 		"SOURCES_URL="+e.sources.URL, "SOURCES_PSK=test-psk",
-		"METRICS_PORT=0", "BIND_HOST=127.0.0.1",
+		"METRICS_PORT="+strconv.Itoa(metricsPort), "BIND_HOST=127.0.0.1",
 		"KAFKA_COMMIT_INTERVAL=50ms", "LISTENER_RETRY_BASE=20ms", "LISTENER_RETRY_MAX=200ms",
 		"LOG_LEVEL=warn",
 	)
@@ -61,22 +68,36 @@ func (e *env) startProcess(t *testing.T) *exec.Cmd {
 
 // TestKillRestartLosesNothing kills the listener process with SIGKILL at
 // random points of the stream, restarts it, and repeats; in the end every
-// event reached the work stream exactly once, in per-source order.
+// event reached the work stream exactly once, in per-source order. Half
+// the events are ApplicationAuthentication creates, resolved through
+// Sources and the routing index. The broker's committed offsets must only
+// grow, reach the end of every partition, and the last listener must
+// resume from them: its duplicates are exactly the stored events at or
+// after the committed offsets, not a replay from offset 0.
 func TestKillRestartLosesNothing(t *testing.T) {
 	e := newEnv(t)
-	const events, kills = 2000, 6
+	const events, kills, apps = 2000, 6, 30
 	r := rand.New(rand.NewPCG(7, 11))
+	for s := 0; s < apps; s++ {
+		e.sources.set(strconv.Itoa(9000+s), strconv.Itoa(s+1))
+	}
 	var want []string
 	for i := 0; i < events; i++ {
-		s := r.IntN(30)
-		want = append(want, e.produce(sourceOrg(s), "Application.pause", pause(s, i)))
+		s := r.IntN(apps)
+		if i%2 == 0 {
+			want = append(want, e.produce(sourceOrg(s), "ApplicationAuthentication.create",
+				fmt.Sprintf(`{"id":%d,"application_id":%d,"authentication_id":%d}`, 20000+i, 9000+s, 30000+i)))
+		} else {
+			want = append(want, e.produce(sourceOrg(s), "Application.pause", pause(s, i)))
+		}
 	}
-	// Kill points: random stream sizes, increasing, each past the last.
+	port := testkit.FreePorts(t, 1)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	var lastKill uint64
+	committed := map[int32]int64{}
 	for k := 0; k < kills; k++ {
-		cmd := e.startProcess(t)
+		cmd := e.startProcess(t, port)
 		at := lastKill + 1 + uint64(r.IntN(events/kills))
 		if err := e.awaitCount(ctx, at); err != nil {
 			_ = cmd.Process.Kill()
@@ -85,10 +106,26 @@ func TestKillRestartLosesNothing(t *testing.T) {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		lastKill = e.streamCount()
-		t.Logf("kill %d at %d stored messages", k+1, lastKill)
+		now := e.committedOffsets()
+		for p, o := range committed {
+			if now[p] < o {
+				t.Errorf("kill %d: partition %d's committed offset went back from %d to %d", k+1, p, o, now[p])
+			}
+		}
+		committed = now
+		t.Logf("kill %d at %d stored messages, committed %v", k+1, lastKill, committed)
 	}
-	cmd := e.startProcess(t)
+	replays := storedFrom(e.awaitStream(int(lastKill)), committed)
+	if sum(committed) == 0 {
+		t.Fatal("nothing was committed before the last kill: the test proves nothing about resuming")
+	}
+	cmd := e.startProcess(t, port)
 	got := e.awaitStream(events)
+	awaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/healthz", port), 200)
+	ops := fmt.Sprintf("127.0.0.1:%d", port)
+	if d := metric(t, ops, "cloudoreg_listener_duplicates_total"); d != float64(replays) {
+		t.Errorf("the last listener published %v duplicates, want %d (the stored events at or after the committed offsets %v): it did not resume from them", d, replays, committed)
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("listener did not stop cleanly on SIGTERM: %v", err)
@@ -98,6 +135,75 @@ func TestKillRestartLosesNothing(t *testing.T) {
 	}
 	checkExactlyOnce(t, got, want)
 	checkSourceOrder(t, got)
+	final, end := e.committedOffsets(), e.endOffsets()
+	for p, o := range end {
+		if final[p] != o {
+			t.Errorf("partition %d: committed %d after the last listener stopped, want the end %d", p, final[p], o)
+		}
+	}
+	if calls := len(e.sources.callLog()); calls > apps*(kills+1) {
+		t.Errorf("%d Sources calls for %d applications: the routing index is not used", calls, apps)
+	}
+}
+
+// storedFrom counts the stored messages at or after the committed offset
+// of their partition.
+func storedFrom(stored []streamed, committed map[int32]int64) int {
+	n := 0
+	for _, m := range stored {
+		parts := strings.Split(m.origin, "/")
+		p, _ := strconv.ParseInt(parts[len(parts)-2], 10, 32)
+		off, _ := strconv.ParseInt(parts[len(parts)-1], 10, 64)
+		if off >= committed[int32(p)] {
+			n++
+		}
+	}
+	return n
+}
+
+func sum(m map[int32]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// committedOffsets asks the broker for the listener group's committed
+// offsets (0 where none is committed).
+func (e *env) committedOffsets() map[int32]int64 {
+	e.t.Helper()
+	admin, err := sarama.NewClusterAdmin(e.brokers, sarama.NewConfig())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer admin.Close()
+	resp, err := admin.ListConsumerGroupOffsets("cloudoreg-listener", map[string][]int32{topic: {0, 1, 2}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	for p, b := range resp.Blocks[topic] {
+		out[p] = max(b.Offset, 0)
+	}
+	return out
+}
+
+// endOffsets are the log-end offsets of the event topic.
+func (e *env) endOffsets() map[int32]int64 {
+	e.t.Helper()
+	c, err := sarama.NewClient(e.brokers, sarama.NewConfig())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	out := map[int32]int64{}
+	for p := int32(0); p < 3; p++ {
+		if out[p], err = c.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return out
 }
 
 // awaitCount waits until the stream holds at least n messages, woken by

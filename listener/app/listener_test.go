@@ -101,6 +101,33 @@ func TestSourcesOutageStallsAndRecovers(t *testing.T) {
 	}
 }
 
+// TestSourcesRefusalIsSkipped: an answer of Sources that asking again
+// cannot change (400, 431, any 4xx but 401/403/404, an undecodable body)
+// makes the event poison: counted, skipped, and the partition goes on.
+// 401 is retried (a wrong PSK an operator fixes), and 429 like a 5xx.
+func TestSourcesRefusalIsSkipped(t *testing.T) {
+	e := newEnv(t)
+	var want []string
+	refused := map[string]int{"21": 400, "22": 431, "23": 422, "24": 200}
+	for app, code := range refused {
+		if code != 200 {
+			e.sources.answer(app, code)
+		}
+		e.produce("o1", "ApplicationAuthentication.create", `{"id":31,"application_id":`+app+`,"authentication_id":41}`)
+		want = append(want, e.produce("o1", "Source.destroy", `{"id":1`+app+`}`))
+	}
+	e.sources.set("24", "not an id at all, but a JSON string")
+	l, _ := e.runListener(e.config())
+	got := e.awaitStream(len(want))
+	checkExactlyOnce(t, got, want)
+	if n := metric(t, l.OpsAddr(), `cloudoreg_listener_events_total{event_type="ApplicationAuthentication.create",outcome="skipped",reason="refused_by_sources"}`); n != 3 {
+		t.Errorf("skipped as refused_by_sources %v times, want 3", n)
+	}
+	if n := metric(t, l.OpsAddr(), `cloudoreg_listener_retries_total{target="resolve"}`); n != 0 {
+		t.Errorf("refusals were retried %v times", n)
+	}
+}
+
 // TestIgnoredEventsMakeNoCalls: types Cloudoreg does not act on are counted
 // and cause no HTTP call and no work message.
 func TestIgnoredEventsMakeNoCalls(t *testing.T) {

@@ -46,7 +46,11 @@ type instrumentedSources struct {
 	m *metrics.Metrics
 }
 
+// CloudMeterTypeID measures only real calls: the cached answer is no call.
 func (s instrumentedSources) CloudMeterTypeID(ctx context.Context, t event.Tenant) (string, error) {
+	if id, ok := s.c.CachedCloudMeterTypeID(); ok {
+		return id, nil
+	}
 	start := time.Now()
 	id, err := s.c.CloudMeterTypeID(ctx, t)
 	observe(s.m, "sources", "application_type", start, err)

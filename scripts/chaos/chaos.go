@@ -404,8 +404,9 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 	}
 	defer os.RemoveAll(dataDir)
 
+	skips := &skipCounter{w: out}
 	progress("starting Kafka, NATS, the stand-ins, %d processors and the listener", processors)
-	sys, err := startSystem(ctx, o.BinDir, dataDir, out, o.Env)
+	sys, err := startSystem(ctx, o.BinDir, dataDir, skips, o.Env)
 	if err != nil {
 		res.Err = fmt.Errorf("starting the system: %w", err)
 		return res
@@ -479,6 +480,7 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 		return res
 	}
 	judge(res, ev)
+	res.Skipped = skips.counts()
 	if x := sys.exited(); x != "" {
 		res.fail("a process exited by itself: %s", x)
 	}

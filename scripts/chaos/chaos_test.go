@@ -29,6 +29,14 @@ func TestChaosShort(t *testing.T) {
 			r := chaos.RunScenario(ctx, o, i, sc)
 			results = append(results, r)
 			t.Log(r.Summary())
+			if sc.Name == "poison" {
+				// Each class of the corpus is skipped for its own reason.
+				for _, reason := range []string{"bad_payload", "bad_id", "no_tenant", "bad_identity", "too_large", "identity_too_large", "bad_tenant", "unresolvable"} {
+					if r.Skipped[reason] == 0 {
+						t.Errorf("no poison skipped as %s: %v", reason, r.Skipped)
+					}
+				}
+			}
 			if r.Passed() {
 				return
 			}

@@ -1,9 +1,14 @@
 package chaos
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"regexp"
+	"sort"
 	"strings"
+	"sync"
 
 	"github.com/IBM/sarama"
 
@@ -66,12 +71,113 @@ func poisonCorpus(org string, maxValue int) []poisonMsg {
 		{"identity without org", noTenant("Source.destroy", ident(`{"identity":{"type":"User"}}`)), []byte(`{"id":99016}`)},
 		{"identity of wrong types", noTenant("Source.destroy", ident(`{"identity":{"org_id":12345,"account_number":["x"]}}`)), []byte(`{"id":99017}`)},
 		{"header not UTF-8", [][2]string{{"event_type", "Source.destroy"}, {"x-rh-sources-org-id", "\xff\xfe"}}, []byte(`{"id":99018}`)},
-		// Too large for the listener.
+		// Too large for the listener: the value, the identity it would copy
+		// onto every work and status message (JetStream refuses headers
+		// over 64 KiB, and 1 MiB messages), a tenant header.
 		{"oversized", h("Application.destroy"), []byte(big)},
+		{"identity over the bound", withHeader(h("Source.destroy"), "x-rh-identity", ident(`{"identity":{"org_id":"`+org+`","pad":"`+strings.Repeat("x", 40<<10)+`"}}`)), []byte(`{"id":99022}`)},
+		{"identity over JetStream's header limit", withHeader(h("ApplicationAuthentication.create"), "x-rh-identity", strings.Repeat("QUJD", 70<<10/4)), []byte(`{"id":99023,"application_id":99023,"authentication_id":99023}`)},
+		{"identity of 200 KB, no tenant headers", noTenant("Source.destroy", ident(`{"identity":{"org_id":"`+org+`","pad":"`+strings.Repeat("y", 200<<10)+`"}}`)), []byte(`{"id":99024}`)},
+		{"org header of 100 KB", withHeader(h("Source.destroy"), "x-rh-sources-org-id", strings.Repeat("1", 100<<10)), []byte(`{"id":99025}`)},
+		// Tenant values Sources cannot hold: control characters (Go's HTTP
+		// client refuses them, so the lookup could never succeed), spaces,
+		// values too long, in the headers and inside the identity.
+		{"org header with a newline", withHeader(h("ApplicationAuthentication.create"), "x-rh-sources-org-id", org+"\n"), []byte(`{"id":99026,"application_id":99026,"authentication_id":99026}`)},
+		{"org header with NUL", withHeader(h("Application.pause"), "x-rh-sources-org-id", org+"\x00"), []byte(`{"id":99027,"source_id":99027}`)},
+		{"account header with a control character", append(h("ApplicationAuthentication.destroy"), [2]string{"x-rh-sources-account-number", "\x01"}), []byte(`{"id":99028,"application_id":99028,"authentication_id":99028}`)},
+		{"org header with DEL", withHeader(h("Source.destroy"), "x-rh-sources-org-id", org+"\x7f"), []byte(`{"id":99029}`)},
+		{"org header with a space", withHeader(h("Source.destroy"), "x-rh-sources-org-id", org+" 1"), []byte(`{"id":99030}`)},
+		{"org header of 65 digits", withHeader(h("Source.destroy"), "x-rh-sources-org-id", strings.Repeat("7", 65)), []byte(`{"id":99031}`)},
+		{"identity org with CRLF", noTenant("ApplicationAuthentication.create", ident(`{"identity":{"org_id":"`+org+`\r\nx-rh-sources-psk: guess"}}`)), []byte(`{"id":99032,"application_id":99032,"authentication_id":99032}`)},
+		{"identity with a control character", withHeader(h("Source.destroy"), "x-rh-identity", goodIdentity+"\x1b"), []byte(`{"id":99033}`)},
+		// Wrong tenant: an org Sources does not know names an application;
+		// Sources answers 404 and the listener has nothing to resolve.
+		{"wrong tenant", withHeader(h("ApplicationAuthentication.create"), "x-rh-sources-org-id", "9"+org), []byte(`{"id":99034,"application_id":99034,"authentication_id":99034}`)},
+		{"wrong tenant in the identity", noTenant("ApplicationAuthentication.destroy", ident(`{"identity":{"org_id":"8`+org+`","type":"User"}}`)), []byte(`{"id":99035,"application_id":99035,"authentication_id":99035}`)},
 		// Types Cloudoreg ignores: counted, no call.
 		{"unknown type", h("Cloudoreg.chaos"), []byte(`{"id":99019}`)},
 		{"ignored type", h("Endpoint.update"), []byte(`{"id":99020,"source_id":99020}`)},
 	}
+}
+
+// withHeader replaces the value of header k.
+func withHeader(hs [][2]string, k, v string) [][2]string {
+	for i := range hs {
+		if hs[i][0] == k {
+			hs[i][1] = v
+		}
+	}
+	return hs
+}
+
+// skipCounter passes the programs' output through and counts the
+// listener's skipped events by reason, from its log lines (they survive a
+// listener restart, its metrics do not).
+type skipCounter struct {
+	w       io.Writer
+	mu      sync.Mutex
+	partial []byte
+	reasons map[string]int
+}
+
+var skipLine = regexp.MustCompile(`"msg":"event skipped: it cannot be processed"`)
+var reasonField = regexp.MustCompile(`"reason":"([a-z_]+)"`)
+
+func (c *skipCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.partial = append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		c.count(c.partial[:i])
+		c.partial = c.partial[i+1:]
+	}
+	c.mu.Unlock()
+	return c.w.Write(p)
+}
+
+func (c *skipCounter) count(line []byte) {
+	if !skipLine.Match(line) {
+		return
+	}
+	if m := reasonField.FindSubmatch(line); m != nil {
+		if c.reasons == nil {
+			c.reasons = map[string]int{}
+		}
+		c.reasons[string(m[1])]++
+	}
+}
+
+// counts is a copy of the counts so far.
+func (c *skipCounter) counts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.reasons))
+	for k, v := range c.reasons {
+		out[k] = v
+	}
+	return out
+}
+
+// formatSkipped is "skipped N (reason n, ...)", reasons sorted.
+func formatSkipped(reasons map[string]int) string {
+	keys := make([]string, 0, len(reasons))
+	total := 0
+	for k, n := range reasons {
+		keys = append(keys, k)
+		total += n
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, reasons[k])
+	}
+	if total == 0 {
+		return "skipped 0"
+	}
+	return fmt.Sprintf("skipped %d (%s)", total, strings.Join(parts, ", "))
 }
 
 // producePoison writes the corpus to the event topic, keyed by org like

@@ -40,6 +40,9 @@ type Result struct {
 	// a transient fault reported as the customer's problem.
 	Premature   int
 	DeadLetters int
+	// Skipped counts the events the listener skipped, by reason (from its
+	// log lines: a replay after a restart is counted again).
+	Skipped map[string]int
 	// Recovery is the time from the end of the last fault until every
 	// source was in its deserved state and the programs had nothing left
 	// to do (with the workload's last changes caught up with too).
@@ -65,8 +68,8 @@ func (r *Result) Summary() string {
 	if r.Recovered {
 		rec = fmt.Sprintf("recovered in %.1fs", r.Recovery.Seconds())
 	}
-	return fmt.Sprintf("%-18s events %4d (+%d poison), sources %3d, lost %d, dup events %d, dup registrations %d, order violations %d, premature unavailable %d, dead letters %d, %s: %s",
-		r.Scenario, r.Events, r.Poison, r.Sources, r.Lost, r.DupEvents, r.DupRegistrations, r.OrderViolations, r.Premature, r.DeadLetters, rec, verdict)
+	return fmt.Sprintf("%-18s events %4d (+%d poison), sources %3d, lost %d, dup events %d, dup registrations %d, order violations %d, premature unavailable %d, dead letters %d, %s, %s: %s",
+		r.Scenario, r.Events, r.Poison, r.Sources, r.Lost, r.DupEvents, r.DupRegistrations, r.OrderViolations, r.Premature, r.DeadLetters, formatSkipped(r.Skipped), rec, verdict)
 }
 
 func (r *Result) fail(format string, args ...any) {

@@ -200,6 +200,17 @@ func TestOpsMetrics(t *testing.T) {
 	if n := ps.sum("cloudoreg_processor_external_call_errors_total", map[string]string{"target": "sources", "kind": "not_found"}); n < 1 {
 		t.Errorf("processor: no not_found error for Sources (source %s is unknown to it)", goneSource)
 	}
+	// Sources calls are counted as made: the cached application type is no
+	// call (the stand-in records every request that reaches it).
+	typeCalls := 0
+	for _, c := range h.stack.Sources.Calls() {
+		if strings.HasSuffix(c.Path, "/application_types") {
+			typeCalls++
+		}
+	}
+	if n := ps.value(`cloudoreg_processor_external_call_seconds_count{operation="application_type",target="sources"}`); n != float64(typeCalls) || typeCalls == 0 {
+		t.Errorf("processor: %v application type lookups timed, Sources received %d", n, typeCalls)
+	}
 	// Every status message was one timed Kafka call, none failed.
 	if n, m := ps.value(`cloudoreg_processor_external_call_seconds_count{operation="status",target="kafka"}`),
 		ps.sum("cloudoreg_processor_status_messages_total", nil); n != m {

@@ -6,14 +6,18 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/stack"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
@@ -24,16 +28,21 @@ import (
 
 // TestSecretsNeverLeak runs a whole life cycle (create, a wrong external
 // id, a fix, an availability check, a delete) with every credential the
-// programs take set to a distinctive value, half of them from files, at
+// programs take set to a distinctive value, half of them from files, some
+// inside URLs (the listener's NATS_URL, the processor's SOURCES_URL), at
 // debug level, with Sources requiring the PSK, RHSM the bearer token and
-// NATS the password. Then no secret, no x-rh-identity value (nor the user
-// inside it) and no external id appears in the output of the programs and
-// the stand-ins, in /metrics, or in what the stand-ins record about calls
-// (STS's call record keeps the external id it was sent by design: that is
-// how tests see it was sent; it is never logged).
+// NATS the password. Sources and RHSM fail some calls on the way (the
+// failure paths log errors). Then programs that cannot work start: one
+// with a SASL password the broker refuses, one whose NATS login is refused
+// (a wrong password inside its NATS_URL). Then no secret, no x-rh-identity
+// value (nor the user inside it) and no external id appears in the output
+// of the programs and the stand-ins, in /metrics, or in what the stand-ins
+// record about calls (STS's call record keeps the external id it was sent
+// by design: that is how tests see it was sent; it is never logged).
 //
-// KAFKA_SASL_PASSWORD is not covered: kfake with SASL enabled would refuse
-// the stand-ins' Kafka clients, which have no SASL settings.
+// The SASL password is covered on the failure path only: kfake with SASL
+// enabled would refuse the stand-ins' Kafka clients, which have no SASL
+// settings.
 func TestSecretsNeverLeak(t *testing.T) {
 	const org = "5550002"
 	secrets := map[string]string{
@@ -42,6 +51,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		"RHSM_BEARER_TOKEN":            "rhsm-token-SECRET-93b7e2c4",
 		"AWS_SECRET_ACCESS_KEY (file)": "aws-secret-SECRET-4d5a18f0",
 		"NATS_PASSWORD":                "nats-password-SECRET-b21c7f55",
+		"KAFKA_SASL_PASSWORD":          "sasl-password-SECRET-3e9d07aa",
+		"password in SOURCES_URL":      "sources-url-password-SECRET-77c1d2",
+		"wrong password in NATS_URL":   "wrong-nats-password-SECRET-c4f019",
 	}
 	externalID, wrongExternalID := "external-id-SECRET-0c9e55d1", "wrong-external-id-SECRET-7a3d1109"
 	identityUser := "identity-user-SECRET-5e8b2a"
@@ -87,6 +99,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		return path
 	}
 	trust := file("trust.json", fmt.Sprintf(`{"roles":[{"arn":%q,"external_id":%q},{"arn":%q,"external_id":%q}]}`, role, externalID, otherRole, externalID))
+	natsHost := strings.TrimPrefix(ns.ClientURL(), "nats://")
 	s := newSystem(t, systemConfig{
 		processors: 1,
 		logs:       logs,
@@ -97,7 +110,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		},
 		listener: []string{
 			"SOURCES_PSK=" + secrets["SOURCES_PSK (file)"],
-			"NATS_PASSWORD=" + secrets["NATS_PASSWORD"],
+			"NATS_USER=", "NATS_URL=nats://cloudoreg:" + secrets["NATS_PASSWORD"] + "@" + natsHost,
 		},
 		processor: []string{
 			"SOURCES_PSK=" + secrets["SOURCES_PSK (overridden)"],
@@ -114,8 +127,15 @@ func TestSecretsNeverLeak(t *testing.T) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
+	// Go's HTTP client sends a URL's user information as basic auth; the
+	// stand-in ignores it.
+	s.processors[0].env = append(s.processors[0].env,
+		"SOURCES_URL="+strings.Replace(s.stack.SourcesURL, "://", "://cloudoreg:"+secrets["password in SOURCES_URL"]+"@", 1))
 	s.startAll()
 	tenant := map[string]string{event.HeaderOrgID: org, event.HeaderIdentity: identity}
+	// Failure paths on the way: RHSM fails calls, which are retried and
+	// logged (Sources too, below, once the sources are created).
+	rh.Faults().Set(faults.Fault{Status: http.StatusServiceUnavailable, Count: 2})
 
 	good, err := s.createSource("secret-good", role, externalID, tenant)
 	if err != nil {
@@ -125,6 +145,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.stack.Sources.Faults().Set(faults.Fault{Status: http.StatusServiceUnavailable, Count: 3})
 	s.awaitApps("got a status", []string{good.AppID, wrong.AppID}, hasStatus)
 	expectApp(t, s, good.AppID, status.Available, "")
 	expectApp(t, s, wrong.AppID, status.Unavailable, status.CG3002.Text())
@@ -159,6 +180,14 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	}
 
+	// Programs that cannot start their work: the broker refuses the SASL
+	// login, NATS refuses the password in the URL. Each is stopped once it
+	// has said so.
+	s.runFailing("listener-refused-sasl", "kafka", "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM=PLAIN",
+		"KAFKA_SASL_USERNAME=cloudoreg", "KAFKA_SASL_PASSWORD="+secrets["KAFKA_SASL_PASSWORD"],
+		"NATS_USER=", "NATS_URL=nats://cloudoreg:"+secrets["NATS_PASSWORD"]+"@"+natsHost)
+	s.runFailing("listener-refused-nats", "nats", "NATS_USER=", "NATS_URL=nats://cloudoreg:"+secrets["wrong password in NATS_URL"]+"@"+natsHost)
+
 	// Everything an operator or a log pipeline could see.
 	visible := map[string]string{
 		"output of the programs and stand-ins": logs.String(),
@@ -189,7 +218,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	out := logs.String()
 	for _, want := range []string{
 		`"SOURCES_PSK_FILE":"(set)"`, `"RHSM_BEARER_TOKEN":"(set)"`, `"AWS_SECRET_ACCESS_KEY_FILE":"(set)"`,
-		`"NATS_PASSWORD_FILE":"(set)"`, `"NATS_PASSWORD":"(set)"`, `"NATS_USER":"cloudoreg"`, `"AWS_ACCESS_KEY_ID":"AKIACLOUDOREGTEST001"`,
+		`"NATS_PASSWORD_FILE":"(set)"`, `"NATS_USER":"cloudoreg"`, `"AWS_ACCESS_KEY_ID":"AKIACLOUDOREGTEST001"`,
+		`"KAFKA_SASL_PASSWORD":"(set)"`, `"NATS_URL":"nats://(userinfo)@` + natsHost + `"`, `"SOURCES_URL":"http://(userinfo)@`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %s in the configuration summaries", want)
@@ -197,6 +227,36 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	if !strings.Contains(out, `"level":"debug","msg":"event type ignored","program":"listener"`) {
 		t.Errorf("the programs logged nothing at debug level: the test saw less than it could")
+	}
+}
+
+// runFailing runs the listener with env added to the common one until its
+// output names the failing dependency (the word want in a warning or
+// error line), then stops it. Its output joins the system's.
+func (s *system) runFailing(name, want string, env ...string) {
+	s.t.Helper()
+	out := &testkit.SyncBuffer{}
+	cmd := exec.Command(filepath.Join(binDir, "listener"))
+	cmd.Env = append(append(append(os.Environ(), s.common...), "METRICS_PORT=0", "LOG_LEVEL=debug"), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		_, _ = s.logs.Write([]byte(out.String()))
+	}()
+	failed := regexp.MustCompile(`"level":"(warning|error|fatal)".*(?i:` + want + `)|(?i:` + want + `).*"level":"(warning|error|fatal)"`)
+	deadline := time.Now().Add(waitLimit)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !failed.MatchString(out.String()) {
+		if time.Now().After(deadline) {
+			s.t.Errorf("%s never reported a %s failure:\n%s", name, want, out.String())
+			return
+		}
+		<-tick.C
 	}
 }
 

@@ -8,7 +8,8 @@ import (
 
 // Summary flattens a config struct into loggable fields keyed by their
 // environment variable. A field tagged secret:"true" shows only whether it is
-// set, so the summary can be logged at start without leaking anything.
+// set, and the user information of every URL (nats://user:password@host) is
+// masked, so the summary can be logged at start without leaking anything.
 func Summary(cfg any) map[string]any {
 	out := map[string]any{}
 	summarize(reflect.ValueOf(cfg), out)
@@ -40,8 +41,56 @@ func summarize(v reflect.Value, out map[string]any) {
 			out[name] = redacted(v.Field(i))
 			continue
 		}
-		out[name] = fmt.Sprint(v.Field(i).Interface())
+		out[name] = maskURLs(name, v.Field(i))
 	}
+}
+
+// Userinfo is what the summary shows instead of the user and password of a
+// URL.
+const Userinfo = "(userinfo)"
+
+// maskURLs hides the user information of each URL in a setting's value:
+// every element of a list, every comma-separated part of a string (NATS_URL
+// may list several URLs). A value is a URL when it has a scheme or its
+// setting is named *_URL or *_ENDPOINT (nats.go takes user:password@host
+// without a scheme). Everything before the last "@" of the URL goes: a
+// password may hold any character, even unescaped, and no host holds "@".
+func maskURLs(name string, v reflect.Value) string {
+	urlSetting := strings.HasSuffix(name, "_URL") || strings.HasSuffix(name, "_ENDPOINT")
+	mask := func(s string) string {
+		if !urlSetting && !strings.Contains(s, "://") {
+			return s
+		}
+		parts := strings.Split(s, ",")
+		for i, p := range parts {
+			parts[i] = maskUserinfo(p)
+		}
+		return strings.Join(parts, ",")
+	}
+	switch {
+	case v.Kind() == reflect.String:
+		return mask(v.String())
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		out := make([]string, v.Len())
+		for i := range out {
+			out[i] = mask(v.Index(i).String())
+		}
+		return fmt.Sprint(out)
+	default:
+		return fmt.Sprint(v.Interface())
+	}
+}
+
+func maskUserinfo(u string) string {
+	start := 0
+	if i := strings.Index(u, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	at := strings.LastIndex(u, "@")
+	if at < start {
+		return u
+	}
+	return u[:start] + Userinfo + u[at:]
 }
 
 func redacted(v reflect.Value) string {

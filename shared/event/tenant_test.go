@@ -54,6 +54,19 @@ func TestResolveTenant(t *testing.T) {
 		{name: "org id of the wrong type", identity: b64(`{"identity":{"org_id":222}}`), wantErr: ErrBadIdentity},
 		{name: "identity of the wrong type", identity: b64(`{"identity":"222"}`), wantErr: ErrBadIdentity},
 		{name: "truncated JSON", identity: b64(`{"identity":{"org_id":"222"`), wantErr: ErrBadIdentity},
+
+		{name: "control character in the org header", org: "111\n", wantErr: ErrBadTenant},
+		{name: "control character in the account header", org: "111", account: "3\x0033", wantErr: ErrBadTenant},
+		{name: "DEL in the org header", org: "111\x7f", wantErr: ErrBadTenant},
+		{name: "space in the org header", org: "111 222", wantErr: ErrBadTenant},
+		{name: "non-ASCII org header", org: "١١١", wantErr: ErrBadTenant},
+		{name: "org header too long", org: strings.Repeat("1", MaxTenantValue+1), wantErr: ErrBadTenant},
+		{name: "longest org header", org: strings.Repeat("1", MaxTenantValue), want: Tenant{OrgID: strings.Repeat("1", MaxTenantValue)}},
+		{name: "control character in the identity's org", identity: b64(`{"identity":{"org_id":"222\r\nx: y"}}`), wantErr: ErrBadTenant},
+		{name: "identity's account too long", identity: b64(`{"identity":{"org_id":"222","account_number":"` + strings.Repeat("3", 65) + `"}}`), wantErr: ErrBadTenant},
+		{name: "control character in the identity, headers set", org: "111", identity: fixtureIdentity + "\n", wantErr: ErrBadIdentity},
+		{name: "identity too large, headers set", org: "111", identity: strings.Repeat("A", MaxIdentityBytes+4), wantErr: ErrIdentityTooLarge},
+		{name: "identity too large", identity: b64(`{"identity":{"org_id":"222","pad":"` + strings.Repeat("x", MaxIdentityBytes) + `"}}`), wantErr: ErrIdentityTooLarge},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,7 +106,7 @@ func TestResolveTenantErrorsNeverContainIdentity(t *testing.T) {
 			t.Errorf("%q accepted", id)
 			continue
 		}
-		if err != ErrBadIdentity && err != ErrNoTenant {
+		if err != ErrBadIdentity && err != ErrNoTenant && err != ErrBadTenant {
 			t.Errorf("error %v is not one of the fixed errors", err)
 		}
 		if strings.Contains(err.Error(), marker) || strings.Contains(err.Error(), id) {
@@ -141,20 +154,37 @@ func FuzzResolveTenant(f *testing.F) {
 		{"", "", b64(`{"identity":{}}`)},
 		{"", "", b64(`{"identity":{"org_id":"\ud800"}}`)},
 		{"\xff", "", ""},
+		{"1\n", "", ""},
+		{"1", "2\x00", ""},
+		{"", "", b64(`{"identity":{"org_id":"2\u0000"}}`)},
+		{"1", "", "a\rb"},
 	}
 	for _, s := range seeds {
 		f.Add(s[0], s[1], s[2])
 	}
 	f.Fuzz(func(t *testing.T, org, account, identity string) {
 		got, err := ResolveTenant(org, account, identity)
+		if err == nil && (!ValidTenantValue(got.OrgID) || !ValidTenantValue(got.AccountNumber)) {
+			t.Fatalf("tenant %+v accepted with a value Sources cannot hold", got)
+		}
+		if checkIdentity(identity) != nil {
+			if err == nil {
+				t.Fatalf("identity of %d bytes with stray bytes accepted", len(identity))
+			}
+			return
+		}
 		if org != "" || account != "" {
-			if err != nil || got != (Tenant{OrgID: org, AccountNumber: account}) {
+			valid := ValidTenantValue(org) && ValidTenantValue(account)
+			if valid && (err != nil || got != (Tenant{OrgID: org, AccountNumber: account})) {
 				t.Fatalf("headers %q/%q gave %+v, %v", org, account, got, err)
+			}
+			if !valid && err != ErrBadTenant {
+				t.Fatalf("headers %q/%q gave %+v, %v, want ErrBadTenant", org, account, got, err)
 			}
 			return
 		}
 		if err != nil {
-			if err != ErrNoTenant && err != ErrBadIdentity {
+			if err != ErrNoTenant && err != ErrBadIdentity && err != ErrBadTenant {
 				t.Fatalf("unexpected error %v", err)
 			}
 			if got != (Tenant{}) {

@@ -32,6 +32,12 @@ func Options(c config.NATS, name string, log *logrus.Entry) ([]nats.Option, erro
 			}
 			log.WithError(err).Warn("disconnected from NATS")
 		}),
+		// Without it a refused login (with RetryOnFailedConnect) or a
+		// server that keeps refusing the connection is never logged: the
+		// program only waits. nats.go's errors name no credential.
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.WithError(err).Warn("connecting to NATS failed, retrying")
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.WithField("nats_server", nc.ConnectedServerId()).Info("reconnected to NATS")
 		}),

@@ -93,19 +93,64 @@ func Listen(addr, metricsPath string, reg *prometheus.Registry, ready *Readiness
 	return Serve(addr, mux)
 }
 
-// Serve serves h on addr until Shutdown.
-func Serve(addr string, h http.Handler) (*Server, error) {
+// Limits bound what one client may take of a server: time to send the
+// request, to read the answer, to keep an idle connection, and the size of
+// the headers and body it sends.
+type Limits struct {
+	ReadHeader, Read, Write, Idle time.Duration
+	MaxHeaderBytes                int
+	MaxBodyBytes                  int64
+}
+
+// DefaultLimits serve probes, metrics scrapes and the availability check,
+// whose requests are small (the largest header is an x-rh-identity of a few
+// KB) and whose answers are fast; a client that is slower or larger is a
+// broken or hostile one, and must not hold a connection or memory.
+var DefaultLimits = Limits{
+	ReadHeader:     5 * time.Second,
+	Read:           10 * time.Second,
+	Write:          30 * time.Second, // a scrape of every metric on a busy 2-core pod
+	Idle:           60 * time.Second,
+	MaxHeaderBytes: 64 << 10,
+	MaxBodyBytes:   64 << 10,
+}
+
+// Serve serves h on addr until Shutdown, within DefaultLimits.
+func Serve(addr string, h http.Handler) (*Server, error) { return serve(addr, h, DefaultLimits) }
+
+func serve(addr string, h http.Handler, l Limits) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln: ln, failed: make(chan error, 1)}
+	srv := &http.Server{
+		Handler:           limitBody(h, l.MaxBodyBytes),
+		ReadHeaderTimeout: l.ReadHeader,
+		ReadTimeout:       l.Read,
+		WriteTimeout:      l.Write,
+		IdleTimeout:       l.Idle,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+	}
+	s := &Server{srv: srv, ln: ln, failed: make(chan error, 1)}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.failed <- fmt.Errorf("http server on %s stopped: %w", addr, err)
 		}
 	}()
 	return s, nil
+}
+
+// limitBody answers 413 to a body announced larger than max, and stops
+// reading one that turns out larger (the handler's read fails).
+func limitBody(h http.Handler, max int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Failed delivers the error if the server stops serving on its own (the

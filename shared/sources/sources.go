@@ -130,13 +130,18 @@ func (c *Client) AuthenticationWithSecret(ctx context.Context, t event.Tenant, i
 	return a, err
 }
 
+// CachedCloudMeterTypeID is the cloud-meter application type id if an
+// earlier CloudMeterTypeID call found it: answered without a call.
+func (c *Client) CachedCloudMeterTypeID() (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.typeID, c.typeID != ""
+}
+
 // CloudMeterTypeID is the id of the cloud-meter application type. Ids differ
 // per installation, so it is looked up by name and cached.
 func (c *Client) CloudMeterTypeID(ctx context.Context, t event.Tenant) (string, error) {
-	c.mu.Lock()
-	id := c.typeID
-	c.mu.Unlock()
-	if id != "" {
+	if id, ok := c.CachedCloudMeterTypeID(); ok {
 		return id, nil
 	}
 	var page struct{ Data []struct{ ID string } }

@@ -5,7 +5,9 @@
 //     so a failed publish retried later can never land behind a newer event
 //     of the same source;
 //   - a failed publish is retried with backoff, for ever: the partition stalls
-//     rather than skips (readiness reports it);
+//     rather than skips (readiness reports it); only a message no retry can
+//     get through (over the server's size limits, refused by JetStream for
+//     what it is) is skipped as poison, counted with its reason;
 //   - an offset is marked only when it and every offset before it are done
 //     (acknowledged, ignored or skipped); sarama commits marks on a ticker;
 //   - Nats-Msg-Id is topic/partition/offset, so a replay after a crash is
@@ -16,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -55,7 +58,23 @@ type Handler struct {
 	MaxInFlight  int // publishes awaiting acknowledgement, per partition
 	Backoff      backoff.Policy
 	DrainTimeout time.Duration // how long to wait for in-flight publishes on rebalance or shutdown
+	// MaxPayload is the largest message (headers and payload) the NATS
+	// server takes, as the connection reports it (nats.Conn.MaxPayload);
+	// 0 means unknown.
+	MaxPayload func() int64
 }
+
+// maxHeaderBytes is JetStream's limit on a stored message's headers (the
+// store keeps their length in 16 bits): a larger header block is refused
+// with err_code 10097 on every attempt.
+const maxHeaderBytes = math.MaxUint16
+
+// Error codes of JetStream refusals that hold for the message on every
+// attempt (the jetstream package names only the first).
+const (
+	errCodeMessageTooLarge = jetstream.JSErrCodeStreamMessageExceedsMaximum // 10054
+	errCodeHeaderTooLarge  = jetstream.ErrorCode(10097)
+)
 
 // Setup is called when a session starts (after a rebalance).
 func (h *Handler) Setup(s sarama.ConsumerGroupSession) error {
@@ -97,12 +116,13 @@ type partition struct {
 }
 
 type job struct {
-	msg      *nats.Msg
-	offset   int64
-	sourceID string
-	started  time.Time
-	attempt  int
-	log      *logrus.Entry
+	msg       *nats.Msg
+	offset    int64
+	eventType string
+	sourceID  string
+	started   time.Time
+	attempt   int
+	log       *logrus.Entry
 }
 
 type result struct {
@@ -158,10 +178,12 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 	}
 	log = log.WithFields(logrus.Fields{"org_id": d.Tenant.OrgID, "application_id": d.Event.ApplicationID})
 	sourceID, err := p.resolve(ctx, log, d)
-	if errors.Is(err, resolve.ErrUnresolvable) {
-		return p.skip(log, d.EventType, "unresolvable", m.Offset)
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, resolve.ErrUnresolvable):
+		return p.skip(log, d.EventType, route.ReasonUnresolvable, m.Offset)
+	case errors.Is(err, resolve.ErrRefused):
+		return p.skip(log.WithError(err), d.EventType, route.ReasonRefusedBySources, m.Offset)
+	case err != nil:
 		return err
 	}
 	id := fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
@@ -176,12 +198,54 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 	}
 	msg := &nats.Msg{Subject: work.Subject(sourceID), Header: wm.Header()}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
-	j := &job{msg: msg, offset: m.Offset, sourceID: sourceID, log: log.WithField("source_id", sourceID)}
-	p.h.Metrics.Events.WithLabelValues(route.MetricType(d.EventType), "routed", "").Inc()
+	log = log.WithField("source_id", sourceID)
+	if !p.h.fits(msg) {
+		return p.skip(log, d.EventType, route.ReasonExceedsNATSLimits, m.Offset)
+	}
+	j := &job{msg: msg, offset: m.Offset, eventType: d.EventType, sourceID: sourceID, log: log}
 	if err := p.waitSlot(ctx, sourceID); err != nil {
 		return err
 	}
 	return p.publish(ctx, j)
+}
+
+// fits reports whether the server can take msg: JetStream's header limit
+// and the connection's max payload, which counts the headers too.
+func (h *Handler) fits(msg *nats.Msg) bool {
+	hdr := headerSize(msg.Header)
+	if hdr > maxHeaderBytes {
+		return false
+	}
+	limit := int64(0)
+	if h.MaxPayload != nil {
+		limit = h.MaxPayload()
+	}
+	return limit <= 0 || int64(hdr+len(msg.Data)) <= limit
+}
+
+// headerSize is the size of the encoded header block as the server sees
+// it: the version line, one "Key: Value" line per value, the blank line.
+func headerSize(h nats.Header) int {
+	if len(h) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	return n
+}
+
+// refusedForGood reports whether a publish failed because of the message
+// itself, so that no retry can succeed.
+func refusedForGood(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == errCodeMessageTooLarge || apiErr.ErrorCode == errCodeHeaderTooLarge
+	}
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadHeaderMsg)
 }
 
 func (p *partition) skip(log *logrus.Entry, eventType, reason string, offset int64) error {
@@ -191,7 +255,7 @@ func (p *partition) skip(log *logrus.Entry, eventType, reason string, offset int
 }
 
 // resolve finds the source id, retrying transient failures until it
-// succeeds, the event proves unresolvable, or the session ends.
+// succeeds, the event proves unresolvable or refused, or the session ends.
 func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Decision) (string, error) {
 	for attempt := 1; ; attempt++ {
 		id, via, err := p.h.Resolver.SourceID(ctx, d.Event, d.Tenant)
@@ -202,7 +266,7 @@ func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Deci
 			}
 			return id, nil
 		}
-		if errors.Is(err, resolve.ErrUnresolvable) || ctx.Err() != nil {
+		if errors.Is(err, resolve.ErrUnresolvable) || errors.Is(err, resolve.ErrRefused) || ctx.Err() != nil {
 			return "", err
 		}
 		p.h.Metrics.Retries.WithLabelValues("resolve").Inc()
@@ -242,6 +306,9 @@ func (p *partition) publish(ctx context.Context, j *job) error {
 			go await(fut, j, p.results)
 			return nil
 		}
+		if refusedForGood(err) {
+			return p.refused(j, err)
+		}
 		if err := p.retryWait(ctx, j, err); err != nil {
 			return err
 		}
@@ -271,6 +338,9 @@ func (p *partition) complete(ctx context.Context, r result) error {
 	j := r.job
 	delete(p.inflight, j.sourceID)
 	p.h.Metrics.InFlight.Dec()
+	if r.err != nil && refusedForGood(r.err) {
+		return p.refused(j, r.err)
+	}
 	if r.err != nil {
 		p.inflight[j.sourceID] = j // hold the slot while waiting
 		err := p.retryWait(ctx, j, r.err)
@@ -282,12 +352,24 @@ func (p *partition) complete(ctx context.Context, r result) error {
 	}
 	p.h.Ready.Set(ReadyProgress, true, "")
 	p.h.Metrics.PublishSeconds.Observe(time.Since(j.started).Seconds())
-	p.h.Metrics.Published.Inc()
+	p.acknowledged(j)
 	if r.ack.Duplicate {
 		p.h.Metrics.Duplicates.Inc()
 	}
 	j.log.WithFields(logrus.Fields{"nats_stream_seq": r.ack.Sequence, "duplicate": r.ack.Duplicate}).Info("event forwarded to the work stream")
 	return p.finish(j.offset)
+}
+
+// acknowledged counts a job the stream stored: an event is routed once it
+// is in the stream, so a refused one is counted only as skipped.
+func (p *partition) acknowledged(j *job) {
+	p.h.Metrics.Published.Inc()
+	p.h.Metrics.Events.WithLabelValues(route.MetricType(j.eventType), "routed", "").Inc()
+}
+
+// refused skips a job JetStream will never take.
+func (p *partition) refused(j *job, err error) error {
+	return p.skip(j.log.WithError(err), j.eventType, route.ReasonRefusedByNATS, j.offset)
 }
 
 // finish marks offset done and marks the Kafka offset if it advanced.
@@ -313,7 +395,7 @@ func (p *partition) drain() error {
 			delete(p.inflight, r.job.sourceID)
 			p.h.Metrics.InFlight.Dec()
 			if r.err == nil {
-				p.h.Metrics.Published.Inc()
+				p.acknowledged(r.job)
 				_ = p.finish(r.job.offset)
 			}
 		case <-timer.C:

@@ -8,6 +8,7 @@ package resolve
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
@@ -28,6 +29,11 @@ type Applications interface {
 // is gone from Sources and was never indexed, so there is nothing to undo.
 var ErrUnresolvable = errors.New("source id cannot be resolved: application unknown to the index and gone from Sources")
 
+// ErrRefused means Sources refused the lookup or answered something
+// unusable (sources.ErrInvalid, an unexpected answer): asking again gets
+// the same answer, so the event is poison.
+var ErrRefused = errors.New("source id cannot be resolved: Sources refused the lookup")
+
 // Via says where a source id came from (a metric label).
 type Via string
 
@@ -44,8 +50,10 @@ type Resolver struct {
 	Apps  Applications
 }
 
-// SourceID returns the event's source id. Errors other than ErrUnresolvable
-// are transient (index or Sources unavailable): the caller retries.
+// SourceID returns the event's source id. ErrUnresolvable and ErrRefused
+// are final; every other error is transient (the index, or Sources down,
+// throttling, or refusing the PSK until an operator fixes it): the caller
+// retries.
 func (r *Resolver) SourceID(ctx context.Context, ev event.Event, t event.Tenant) (string, Via, error) {
 	if !ev.NeedsApplicationLookup() {
 		return ev.SourceID, ViaPayload, nil
@@ -58,11 +66,14 @@ func (r *Resolver) SourceID(ctx context.Context, ev event.Event, t event.Tenant)
 		return id, ViaIndex, nil
 	}
 	app, err := r.Apps.Application(ctx, t, ev.ApplicationID)
-	if errors.Is(err, sources.ErrNotFound) {
+	switch {
+	case errors.Is(err, sources.ErrNotFound):
 		return "", "", ErrUnresolvable
-	}
-	if err != nil {
+	case err != nil && sources.IsTransient(err):
 		return "", "", err
+	case err != nil:
+		// The client's error names the path and status, never a secret.
+		return "", "", fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	if !event.ValidID(app.SourceID) {
 		return "", "", ErrUnresolvable

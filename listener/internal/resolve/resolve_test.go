@@ -145,8 +145,8 @@ func TestSourcesNotFoundIsUnresolvable(t *testing.T) {
 func TestSourcesTransientErrorIsReturned(t *testing.T) {
 	for _, cause := range []error{
 		&sources.TransientError{Err: errors.New("503 Service Unavailable")},
+		&sources.TransientError{Err: context.DeadlineExceeded},
 		fmt.Errorf("GET: %w", sources.ErrUnauthorized),
-		context.DeadlineExceeded,
 	} {
 		idx := &fakeIndex{}
 		r := &Resolver{Index: idx, Apps: &fakeApps{err: cause}}
@@ -194,6 +194,28 @@ func TestInvalidSourceIDFromSourcesIsUnresolvable(t *testing.T) {
 		}
 		if len(idx.puts) != 0 {
 			t.Errorf("source id %q indexed: %v", bad, idx.puts)
+		}
+	}
+}
+
+// Any answer of Sources that is neither gone nor worth retrying is final:
+// retrying it would stall the partition for ever.
+func TestSourcesRefusalIsFinal(t *testing.T) {
+	for _, cause := range []error{
+		fmt.Errorf("GET /applications/21: %w: HTTP 400: bad request", sources.ErrInvalid),
+		fmt.Errorf("GET /applications/21: %w: HTTP 431", sources.ErrInvalid),
+		fmt.Errorf("GET /applications/21: %w: undecodable response", sources.ErrInvalid),
+		fmt.Errorf("GET /applications/21: %w: net/http: invalid header field value", sources.ErrInvalid),
+		errors.New("an error the client never classified"),
+	} {
+		idx := &fakeIndex{}
+		r := &Resolver{Index: idx, Apps: &fakeApps{err: cause}}
+		id, via, err := r.SourceID(context.Background(), appAuth(event.AppAuthCreate), tenant)
+		if !errors.Is(err, ErrRefused) || id != "" || via != "" {
+			t.Errorf("%v: %q, %q, %v, want ErrRefused", cause, id, via, err)
+		}
+		if len(idx.puts) != 0 {
+			t.Errorf("%v: indexed %v", cause, idx.puts)
 		}
 	}
 }

@@ -24,11 +24,29 @@ const (
 
 // Reasons for Skip, used as metric labels and log fields.
 const (
-	ReasonTooLarge    = "too_large"
-	ReasonBadPayload  = "bad_payload"
-	ReasonBadID       = "bad_id"
-	ReasonNoTenant    = "no_tenant"
-	ReasonBadIdentity = "bad_identity"
+	ReasonTooLarge         = "too_large"          // the value exceeds LISTENER_MAX_EVENT_BYTES
+	ReasonIdentityTooLarge = "identity_too_large" // x-rh-identity exceeds event.MaxIdentityBytes
+	ReasonBadPayload       = "bad_payload"
+	ReasonBadID            = "bad_id"
+	ReasonNoTenant         = "no_tenant"
+	ReasonBadTenant        = "bad_tenant" // an org id or account number Sources cannot hold
+	ReasonBadIdentity      = "bad_identity"
+)
+
+// Reasons decided later in the pipeline, by the listener's transports.
+const (
+	// ReasonExceedsNATSLimits: the work message would exceed what the NATS
+	// server takes (its max payload, JetStream's header limit).
+	ReasonExceedsNATSLimits = "exceeds_nats_limits"
+	// ReasonRefusedByNATS: JetStream refused the publish for a reason that
+	// holds on every retry (the message itself).
+	ReasonRefusedByNATS = "refused_by_nats"
+	// ReasonRefusedBySources: Sources refused the lookup of the source id,
+	// or answered something unusable, and would again.
+	ReasonRefusedBySources = "refused_by_sources"
+	// ReasonUnresolvable: the application is gone from Sources and was
+	// never indexed.
+	ReasonUnresolvable = "unresolvable"
 )
 
 // Decision is the outcome for one message.
@@ -44,13 +62,17 @@ type Decision struct {
 // Headers are a message's headers by name. Empty values count as absent.
 type Headers map[string]string
 
+// read are the headers Decide reads; no other header is kept, so nothing
+// of a message beyond them can travel on.
+var read = map[string]bool{event.HeaderEventType: true, event.HeaderOrgID: true, event.HeaderAccount: true, event.HeaderIdentity: true}
+
 // FromPairs builds Headers from raw key/value pairs, keeping the first
-// non-empty valid UTF-8 value of each name.
+// non-empty valid UTF-8 value of each name Decide reads.
 func FromPairs(n int, pair func(i int) (key, value []byte)) Headers {
-	h := make(Headers, n)
+	h := make(Headers, len(read))
 	for i := 0; i < n; i++ {
 		k, v := pair(i)
-		if len(v) == 0 || !utf8.Valid(v) {
+		if len(v) == 0 || !read[string(k)] || !utf8.Valid(v) {
 			continue
 		}
 		if _, seen := h[string(k)]; !seen {
@@ -73,12 +95,8 @@ func Decide(h Headers, value []byte, maxValue int) Decision {
 		return d
 	}
 	tenant, err := event.ResolveTenant(h[event.HeaderOrgID], h[event.HeaderAccount], h[event.HeaderIdentity])
-	switch {
-	case errors.Is(err, event.ErrBadIdentity):
-		d.Reason = ReasonBadIdentity
-		return d
-	case err != nil:
-		d.Reason = ReasonNoTenant
+	if err != nil {
+		d.Reason = tenantReason(err)
 		return d
 	}
 	ev, err := event.Decode(event.Type(d.EventType), value)
@@ -92,6 +110,19 @@ func Decide(h Headers, value []byte, maxValue int) Decision {
 	}
 	d.Action, d.Event, d.Tenant, d.Identity = Route, ev, tenant, h[event.HeaderIdentity]
 	return d
+}
+
+func tenantReason(err error) string {
+	switch {
+	case errors.Is(err, event.ErrIdentityTooLarge):
+		return ReasonIdentityTooLarge
+	case errors.Is(err, event.ErrBadIdentity):
+		return ReasonBadIdentity
+	case errors.Is(err, event.ErrBadTenant):
+		return ReasonBadTenant
+	default:
+		return ReasonNoTenant
+	}
 }
 
 // knownTypes are the event types Sources emits; anything else is counted as

@@ -145,6 +145,11 @@ func TestDecideSkips(t *testing.T) {
 		{"missing source id", headers(typ), `{"id":"41"}`, maxValue, ReasonBadID},
 		{"negative id", headers(string(event.SourceDestroy)), `{"id":-11}`, maxValue, ReasonBadID},
 		{"huge id", headers(string(event.AppAuthCreate)), `{"application_id":123456789012345678901,"authentication_id":41}`, maxValue, ReasonBadID},
+		{"control character in the org id", with(headers(typ), event.HeaderOrgID, "12\n34"), authUpdateValue, maxValue, ReasonBadTenant},
+		{"org id too long", with(headers(typ), event.HeaderOrgID, strings.Repeat("1", event.MaxTenantValue+1)), authUpdateValue, maxValue, ReasonBadTenant},
+		{"control character in the account", with(headers(typ), event.HeaderAccount, "\x01"), authUpdateValue, maxValue, ReasonBadTenant},
+		{"identity too large", with(headers(typ), event.HeaderIdentity, strings.Repeat("A", 70<<10)), authUpdateValue, maxValue, ReasonIdentityTooLarge},
+		{"control character in the identity", with(headers(typ), event.HeaderIdentity, fixtureIdentity+"\r\n"), authUpdateValue, maxValue, ReasonBadIdentity},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,6 +171,11 @@ func TestDecideSkips(t *testing.T) {
 	}
 }
 
+func with(h Headers, k, v string) Headers {
+	h[k] = v
+	return h
+}
+
 func pairsOf(kv ...[2][]byte) (int, func(int) ([]byte, []byte)) {
 	return len(kv), func(i int) ([]byte, []byte) { return kv[i][0], kv[i][1] }
 }
@@ -183,16 +193,15 @@ func TestFromPairs(t *testing.T) {
 		p("event_type", []byte("Application.update")),
 		p("encoding", []byte("json")),
 		p("x-rh-sources-account-number", []byte("")),
-		p("bad", []byte("a\xc3")),
-		p("unicode", []byte("é✓")),
+		p("x-rh-identity", []byte("a\xc3")),
+		p("x-rh-identity", []byte("é✓")),
+		p("unused", []byte("not read")),
 		p("", []byte("empty name")),
 	))
 	want := Headers{
 		"x-rh-sources-org-id": "1234567",
 		"event_type":          "Source.destroy",
-		"encoding":            "json",
-		"unicode":             "é✓",
-		"":                    "empty name",
+		"x-rh-identity":       "é✓",
 	}
 	if len(h) != len(want) {
 		t.Errorf("got %d headers %q, want %q", len(h), h, want)
@@ -205,8 +214,10 @@ func TestFromPairs(t *testing.T) {
 	if _, ok := h["x-rh-sources-account-number"]; ok {
 		t.Error("an empty value was kept")
 	}
-	if _, ok := h["bad"]; ok {
-		t.Error("invalid UTF-8 was kept")
+	for _, k := range []string{"encoding", "unused", ""} {
+		if _, ok := h[k]; ok {
+			t.Errorf("header %q, which nothing reads, was kept", k)
+		}
 	}
 	if len(FromPairs(0, nil)) != 0 {
 		t.Error("no pairs")
@@ -298,7 +309,7 @@ func FuzzDecide(f *testing.F) {
 			}
 		case Skip:
 			switch d.Reason {
-			case ReasonTooLarge, ReasonBadPayload, ReasonBadID, ReasonNoTenant, ReasonBadIdentity:
+			case ReasonTooLarge, ReasonIdentityTooLarge, ReasonBadPayload, ReasonBadID, ReasonNoTenant, ReasonBadTenant, ReasonBadIdentity:
 			default:
 				t.Fatalf("unknown reason %q", d.Reason)
 			}
@@ -325,6 +336,9 @@ func FuzzDecide(f *testing.F) {
 			}
 			if d.Identity != h[event.HeaderIdentity] {
 				t.Fatal("identity not carried")
+			}
+			if len(d.Identity) > event.MaxIdentityBytes || !event.ValidTenantValue(d.Tenant.OrgID) || !event.ValidTenantValue(d.Tenant.AccountNumber) {
+				t.Fatalf("unbounded or invalid header value routed: %d-byte identity, tenant %q", len(d.Identity), d.Tenant)
 			}
 		default:
 			t.Fatalf("action %v", d.Action)

@@ -6,6 +6,7 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/cloudoreg/cloudoreg/scripts"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
@@ -35,7 +37,7 @@ type Config struct {
 	DataDir     string `env:"STACK_DATA_DIR"` // empty: a temporary directory, removed on Close
 	// KafkaPersist keeps Kafka's log in DataDir across restarts.
 	KafkaPersist bool   `env:"STACK_KAFKA_PERSIST" envDefault:"false"`
-	TrustFile    string `env:"STS_TRUST_FILE"` // empty: the trust table shipped in scripts/
+	TrustFile    string `env:"STS_TRUST_FILE"` // empty: scripts/sts-trust.json, built in
 	PSK          string `env:"SOURCES_PSK" envDefault:"cloudoreg-local-psk"`
 	EventsTopic  string `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
 	StatusTopic  string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
@@ -76,18 +78,23 @@ type Stack struct {
 	tempDir string
 }
 
-// Start starts every part; on error it stops what it started.
-func Start(ctx context.Context, cfg Config, log *logrus.Logger) (s *Stack, err error) {
-	s = &Stack{}
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
+// Start starts every part; on error it stops what it started and returns
+// the error of the part that failed.
+func Start(ctx context.Context, cfg Config, log *logrus.Logger) (*Stack, error) {
+	s := &Stack{}
+	if err := s.start(ctx, cfg, log); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) start(ctx context.Context, cfg Config, log *logrus.Logger) error {
 	dir := cfg.DataDir
 	if dir == "" {
+		var err error
 		if dir, err = os.MkdirTemp("", "cloudoreg-stack-"); err != nil {
-			return nil, err
+			return err
 		}
 		s.tempDir = dir
 	}
@@ -96,26 +103,23 @@ func Start(ctx context.Context, cfg Config, log *logrus.Logger) (s *Stack, err e
 	}
 	if cfg.ExternalKafka {
 		if len(cfg.Brokers) == 0 && !cfg.SkipStandIns {
-			return nil, fmt.Errorf("STACK_EXTERNAL_KAFKA needs KAFKA_BROKERS")
+			return fmt.Errorf("STACK_EXTERNAL_KAFKA needs KAFKA_BROKERS")
 		}
 		if len(cfg.Brokers) > 0 {
 			s.KafkaAddr = cfg.Brokers[0]
 		}
-	} else if err = s.startKafka(cfg, dir); err != nil {
-		return nil, err
+	} else if err := s.startKafka(cfg, dir); err != nil {
+		return err
 	}
 	if !cfg.ExternalNATS {
-		if err = s.startNATS(cfg, dir); err != nil {
-			return nil, err
+		if err := s.startNATS(cfg, dir); err != nil {
+			return err
 		}
 	}
 	if cfg.SkipStandIns {
-		return s, nil
+		return nil
 	}
-	if err = s.startStandIns(ctx, cfg, log); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return s.startStandIns(ctx, cfg, log)
 }
 
 func (s *Stack) startKafka(cfg Config, dir string) error {
@@ -140,6 +144,15 @@ func (s *Stack) startKafka(cfg Config, dir string) error {
 }
 
 func (s *Stack) startNATS(cfg Config, dir string) error {
+	if cfg.NATSPort != 0 {
+		// The embedded server only logs a port it cannot bind and never
+		// becomes ready; binding it first names the real error.
+		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.NATSPort)))
+		if err != nil {
+			return fmt.Errorf("nats: %w", err)
+		}
+		_ = ln.Close()
+	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "cloudoreg-local",
 		Host:       cfg.BindHost,
@@ -162,13 +175,9 @@ func (s *Stack) startNATS(cfg Config, dir string) error {
 }
 
 func (s *Stack) startStandIns(ctx context.Context, cfg Config, log *logrus.Logger) error {
-	trustFile := cfg.TrustFile
-	if trustFile == "" {
-		trustFile = DefaultTrustFile()
-	}
-	trust, err := sts.LoadTrust(trustFile)
+	trust, err := loadTrust(cfg.TrustFile)
 	if err != nil {
-		return fmt.Errorf("STS trust table %s: %w", trustFile, err)
+		return err
 	}
 	s.STS = sts.New(trust, log.WithField("standin", "sts"))
 	if s.STSURL, err = s.serve(cfg.BindHost, cfg.STSPort, s.STS); err != nil {
@@ -245,13 +254,20 @@ func portOrRandom(p int) int {
 	return p
 }
 
-// DefaultTrustFile finds scripts/sts-trust.json from the working directory
-// (the repository root for make, a package folder for go test).
-func DefaultTrustFile() string {
-	for _, p := range []string{"scripts/sts-trust.json", "sts-trust.json", "../sts-trust.json", "../../sts-trust.json", "../../../sts-trust.json"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
+// loadTrust reads the STS stand-in's trust table from path, or takes the
+// one built into the program (scripts/sts-trust.json) when path is empty,
+// so that bin/stack runs from any directory.
+func loadTrust(path string) (sts.Trust, error) {
+	if path == "" {
+		t, err := sts.DecodeTrust(bytes.NewReader(scripts.STSTrust))
+		if err != nil {
+			return sts.Trust{}, fmt.Errorf("the built-in STS trust table: %w", err)
 		}
+		return t, nil
 	}
-	return "scripts/sts-trust.json"
+	t, err := sts.LoadTrust(path)
+	if err != nil {
+		return sts.Trust{}, fmt.Errorf("STS trust table %s: %w", path, err)
+	}
+	return t, nil
 }
