@@ -134,8 +134,8 @@ func (e *env) config() app.Config {
 // runListener runs the real listener in-process until the returned stop.
 func (e *env) runListener(c app.Config) (l *app.Listener, stop func()) {
 	e.t.Helper()
-	log, _ := logging.NewTo(e.logs, config.Log{Level: "info", Format: "json"}, "listener")
-	l, err := app.New(c, log)
+	log, _ := logging.New(e.logs, config.Log{Level: "info", Format: "json"}, "cloudoreg-listener")
+	l, err := app.New(c, log.Entry)
 	if err != nil {
 		e.t.Fatal(err)
 	}

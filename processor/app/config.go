@@ -82,6 +82,7 @@ func LoadConfig() (Config, error) {
 	c.Kafka = o.Kafka(c.Kafka)
 	c.StatusTopic = o.Topic(c.StatusTopic)
 	c.Sources = o.Sources(c.Sources)
+	c.Log = o.Log(c.Log)
 	c.BindHost = o.BindHost(c.BindHost)
 	c.MetricsPort = o.MetricsPort(c.MetricsPort)
 	c.MetricsPath = o.MetricsPath(c.MetricsPath)

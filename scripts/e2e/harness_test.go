@@ -133,11 +133,11 @@ func start(t *testing.T, o options) *harness {
 }
 
 func (h *harness) log(program string) *logrus.Entry {
-	l, err := logging.NewTo(h.logs, config.Log{Level: "debug", Format: "json"}, program)
+	l, err := logging.New(h.logs, config.Log{Level: "debug", Format: "json"}, "cloudoreg-"+program)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return l
+	return l.Entry
 }
 
 // processorConfig is the processors' configuration for this harness.

@@ -28,6 +28,7 @@ import (
 	lapp "github.com/cloudoreg/cloudoreg/listener/app"
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/ops"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
@@ -625,14 +626,28 @@ func opsCheckConventions(t *testing.T, program string, s opsScrape, forbidden ma
 		"arn": true, "role_arn": true, "source": true, "source_id": true, "application_id": true, "authentication_id": true,
 		"external_id": true, "identity": true,
 	}
+	// The registry every program starts from (ops.NewRegistry) holds the
+	// metrics of the process, not of one program: cloudoreg_ without it.
+	common := map[string]bool{}
+	families, err := ops.NewRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		common[f.GetName()] = true
+	}
 	ours := 0
 	for family, typ := range s.types {
 		if opsStandard(family) {
 			continue
 		}
 		ours++
-		if !strings.HasPrefix(family, "cloudoreg_"+program+"_") {
-			t.Errorf("%s: metric %s does not start with cloudoreg_%s_", program, family, program)
+		prefix := "cloudoreg_" + program + "_"
+		if common[family] {
+			prefix = "cloudoreg_"
+		}
+		if !strings.HasPrefix(family, prefix) {
+			t.Errorf("%s: metric %s does not start with %s", program, family, prefix)
 		}
 		if (typ == "counter") != strings.HasSuffix(family, "_total") {
 			t.Errorf("%s: %s is a %s: counters and only counters end in _total", program, family, typ)

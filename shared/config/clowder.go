@@ -26,6 +26,7 @@ type Overlay struct {
 	metricsPath string
 	privatePort int
 	sourcesURL  string // "": Clowder names no sources-api dependency
+	cloudWatch  *CloudWatch // nil: no usable logging.cloudwatch section
 }
 
 // SourcesApp is the ClowdApp whose endpoint is the Sources API.
@@ -62,6 +63,7 @@ func Clowder(path string) (*Overlay, error) {
 		o.privatePort = *app.PrivatePort
 	}
 	o.sourcesURL = endpointURL(app.Endpoints, SourcesApp)
+	o.cloudWatch = clowderCloudWatch(app.Logging)
 	if app.Kafka != nil {
 		for _, t := range app.Kafka.Topics {
 			if t.RequestedName != "" && t.Name != "" {

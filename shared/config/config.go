@@ -58,12 +58,6 @@ type Sources struct {
 // Key is the PSK from the variable or its file (the file wins).
 func (s Sources) Key() string { return Secret(s.PSK, s.PSKFile) }
 
-// Log is how to log.
-type Log struct {
-	Level  string `env:"LOG_LEVEL" envDefault:"info"`
-	Format string `env:"LOG_FORMAT" envDefault:"json"` // json or text
-}
-
 // Ops is the port of /metrics, /healthz and /readyz.
 type Ops struct {
 	MetricsPort int    `env:"METRICS_PORT"`

@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cloudoreg/cloudoreg/shared/buildinfo"
+	"github.com/cloudoreg/cloudoreg/shared/logging"
 )
 
 // Readiness collects named conditions; the program is ready when all hold.
@@ -180,8 +181,9 @@ func StopOnFailure(ctx context.Context, cancel context.CancelFunc, log *logrus.E
 }
 
 // NewRegistry is the metrics registry of a Cloudoreg program: the Go runtime
-// and process collectors, and cloudoreg_build_info, a constant 1 whose labels
-// say which build runs (a dashboard sees a rollout, an alert a mixed fleet).
+// and process collectors, cloudoreg_build_info, a constant 1 whose labels
+// say which build runs (a dashboard sees a rollout, an alert a mixed fleet),
+// and the log entries the logger could not copy (logging.Dropped).
 func NewRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	b := buildinfo.Get()
@@ -191,6 +193,6 @@ func NewRegistry() *prometheus.Registry {
 		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion},
 	})
 	info.Set(1)
-	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info)
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info, logging.Dropped)
 	return r
 }
