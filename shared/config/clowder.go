@@ -25,7 +25,7 @@ type Overlay struct {
 	metricsPort int
 	metricsPath string
 	privatePort int
-	sourcesURL  string // "": Clowder names no sources-api dependency
+	sourcesURL  string      // "": Clowder names no sources-api dependency
 	cloudWatch  *CloudWatch // nil: no usable logging.cloudwatch section
 }
 
