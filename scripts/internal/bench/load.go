@@ -123,7 +123,9 @@ type source struct {
 
 const benchExternalID = "cloudoreg-bench-external-id"
 
-func benchRole(i int) string { return fmt.Sprintf("arn:aws:iam::%012d:role/cloudoreg-bench", 100000000000+i) }
+func benchRole(i int) string {
+	return fmt.Sprintf("arn:aws:iam::%012d:role/cloudoreg-bench", 100000000000+i)
+}
 
 // createSources creates n sources through the stand-in's bulk_create, as the
 // console does, and trusts their roles at the STS stand-in.
