@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&o.LatencyEvents, "e2e-events", 200, "row 6: events at light load")
 	flag.IntVar(&o.LatencyRate, "e2e-rate", 20, "row 6: events per second")
 	flag.IntVar(&o.HeldSources, "held", 10_000, "row 8: sources holding a claim")
-	flag.DurationVar(&o.ReconcileEvery, "reconcile-every", 30*time.Second, "row 8: RECONCILE_EVERY")
+	flag.DurationVar(&o.ReconcileEvery, "reconcile-every", 2*time.Minute, "row 8: RECONCILE_EVERY (a sweep of the claims must take less than a hundredth of it)")
 	flag.IntVar(&o.Partitions, "partitions", 64, "WORK_PARTITIONS")
 	flag.IntVar(&o.KafkaPartitions, "kafka-partitions", 3, "partitions of each event topic")
 	flag.StringVar(&o.Only, "rows", "", "comma-separated rows to run (1-8); empty: all")
