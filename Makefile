@@ -48,7 +48,7 @@ modules: ## each module stands on its own: builds, vets and is tidy outside the 
 			{ echo "module $$m does not stand on its own (see above): require what it imports, then GOWORK=off go mod tidy in $$m/"; exit 1; }; \
 	done
 
-bench: build ## the performance table (bin/bench-results.txt and .json), about 8 minutes; see README "Performance"
+bench: build ## the performance table (bin/bench-results.txt and .json), under 10 minutes; see README "Performance"
 	$(GO) build -o $(BIN)/ ./scripts/cmd/bench
 	./$(BIN)/bench -bin $(BIN) $(BENCH_FLAGS)
 
