@@ -48,8 +48,9 @@ modules: ## each module stands on its own: builds, vets and is tidy outside the 
 			{ echo "module $$m does not stand on its own (see above): require what it imports, then GOWORK=off go mod tidy in $$m/"; exit 1; }; \
 	done
 
-bench: ## benchmarks (ratios against a baseline measured in the same run)
-	$(GO) test -run '^$$' -bench . -benchmem $(MODULES)
+bench: build ## the performance table (bin/bench-results.txt and .json), under 10 minutes; see README "Performance"
+	$(GO) build -o $(BIN)/ ./scripts/cmd/bench
+	./$(BIN)/bench -bin $(BIN) $(BENCH_FLAGS)
 
 lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml (the import boundary of the core included)
 	$(GOLANGCI_LINT) run $(MODULES)

@@ -53,10 +53,13 @@ type Config struct {
 	MetricsPort int    `env:"METRICS_PORT" envDefault:"9100" clowder:"metricsPort"`
 	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics" clowder:"metricsPath"`
 
-	IndexTTL       time.Duration `env:"ROUTING_INDEX_TTL" envDefault:"2160h"`
-	KVReplicas     int           `env:"KV_REPLICAS" envDefault:"1"`
-	MaxInFlight    int           `env:"LISTENER_MAX_INFLIGHT" envDefault:"256"`
-	MaxEventBytes  int           `env:"LISTENER_MAX_EVENT_BYTES" envDefault:"1048576"`
+	IndexTTL      time.Duration `env:"ROUTING_INDEX_TTL" envDefault:"2160h"`
+	KVReplicas    int           `env:"KV_REPLICAS" envDefault:"1"`
+	MaxInFlight   int           `env:"LISTENER_MAX_INFLIGHT" envDefault:"256"`
+	MaxEventBytes int           `env:"LISTENER_MAX_EVENT_BYTES" envDefault:"1048576"`
+	// EventLogRate bounds the "event forwarded" lines per partition and
+	// second; above it they are summarised (a backlog replay).
+	EventLogRate   int           `env:"LISTENER_EVENT_LOG_RATE" envDefault:"100"`
 	PublishTimeout time.Duration `env:"LISTENER_PUBLISH_TIMEOUT" envDefault:"5s"`
 	RetryBase      time.Duration `env:"LISTENER_RETRY_BASE" envDefault:"200ms"`
 	RetryMax       time.Duration `env:"LISTENER_RETRY_MAX" envDefault:"10s"`
@@ -153,6 +156,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		Ready:        l.ready,
 		MaxValue:     l.cfg.MaxEventBytes,
 		MaxInFlight:  l.cfg.MaxInFlight,
+		EventLogRate: l.cfg.EventLogRate,
 		MaxPayload:   nc.MaxPayload,
 		Backoff:      backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax},
 		DrainTimeout: l.cfg.ShutdownGrace / 2,

@@ -63,6 +63,9 @@ type Handler struct {
 	// server takes, as the connection reports it (nats.Conn.MaxPayload);
 	// 0 means unknown.
 	MaxPayload func() int64
+	// EventLogRate is how many "event forwarded" lines a partition writes
+	// per second at most (0: no limit); see auditLog.
+	EventLogRate int
 }
 
 // maxHeaderBytes is JetStream's limit on a stored message's headers (the
@@ -102,6 +105,7 @@ func (h *Handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerG
 		tracker:  offsets.New(),
 		inflight: map[string]*job{},
 		results:  make(chan result, h.MaxInFlight+1),
+		audit:    auditLog{perSecond: h.EventLogRate},
 	}
 	return p.run(s.Context())
 }
@@ -114,6 +118,7 @@ type partition struct {
 	tracker  *offsets.Tracker
 	inflight map[string]*job // by source id
 	results  chan result
+	audit    auditLog
 }
 
 type job struct {
@@ -133,8 +138,14 @@ type result struct {
 }
 
 func (p *partition) run(ctx context.Context) error {
+	// A burst's last held-back lines are summarised within a second even
+	// when no event follows.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
+		case now := <-tick.C:
+			p.logHeldBack(p.audit.roll(now))
 		case m, ok := <-p.claim.Messages():
 			if !ok {
 				return p.drain()
@@ -163,17 +174,16 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		return m.Headers[i].Key, m.Headers[i].Value
 	})
 	d := route.Decide(headers, m.Value, p.h.MaxValue)
-	log := p.h.Log.WithFields(logrus.Fields{
-		"event_type":      route.MetricType(d.EventType),
-		"kafka_topic":     m.Topic,
-		"kafka_partition": m.Partition,
-		"kafka_offset":    m.Offset,
-	})
-	switch d.Action {
-	case route.Ignore:
+	if d.Action == route.Ignore {
+		// Most of the stream: no log entry is built unless it is written.
 		p.h.Metrics.Events.WithLabelValues(route.MetricType(d.EventType), "ignored", "").Inc()
-		log.Debug("event type ignored")
+		if p.h.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+			eventLog(p.h.Log, m, d).Debug("event type ignored")
+		}
 		return p.finish(m.Offset)
+	}
+	log := eventLog(p.h.Log, m, d)
+	switch d.Action {
 	case route.Skip:
 		return p.skip(log, d.EventType, d.Reason, m.Offset)
 	}
@@ -207,6 +217,16 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		return err
 	}
 	return p.publish(ctx, j)
+}
+
+// eventLog is the log entry of one event: its type and Kafka coordinates.
+func eventLog(base *logrus.Entry, m *sarama.ConsumerMessage, d route.Decision) *logrus.Entry {
+	return base.WithFields(logrus.Fields{
+		"event_type":      route.MetricType(d.EventType),
+		"kafka_topic":     m.Topic,
+		"kafka_partition": m.Partition,
+		"kafka_offset":    m.Offset,
+	})
 }
 
 // fits reports whether the server can take msg: JetStream's header limit
@@ -356,7 +376,13 @@ func (p *partition) complete(ctx context.Context, r result) error {
 	if r.ack.Duplicate {
 		p.h.Metrics.Duplicates.Inc()
 	}
-	j.log.WithFields(logrus.Fields{"nats_stream_seq": r.ack.Sequence, "duplicate": r.ack.Duplicate}).Info("event forwarded to the work stream")
+	write, held := p.audit.forwarded(time.Now(), j.offset)
+	p.logHeldBack(held)
+	if write {
+		j.log.WithFields(logrus.Fields{"nats_stream_seq": r.ack.Sequence, "duplicate": r.ack.Duplicate}).Info("event forwarded to the work stream")
+	} else {
+		p.h.Metrics.EventLogsHeld.Inc()
+	}
 	return p.finish(j.offset)
 }
 
@@ -387,6 +413,7 @@ func (p *partition) finish(offset int64) error {
 // marked before the session commits. What is not acknowledged in time is
 // not marked: it will be consumed again and deduplicated by the stream.
 func (p *partition) drain() error {
+	defer func() { p.logHeldBack(p.audit.flush(time.Now())) }()
 	timer := time.NewTimer(p.h.DrainTimeout)
 	defer timer.Stop()
 	for len(p.inflight) > 0 {
@@ -404,4 +431,15 @@ func (p *partition) drain() error {
 		}
 	}
 	return nil
+}
+
+// logHeldBack writes the summary of the event lines a window held back.
+func (p *partition) logHeldBack(h heldBack) {
+	if h.Count == 0 {
+		return
+	}
+	p.h.Log.WithFields(logrus.Fields{
+		"kafka_topic": p.claim.Topic(), "kafka_partition": p.claim.Partition(),
+		"events": h.Count, "first_kafka_offset": h.First, "last_kafka_offset": h.Last,
+	}).Info("events forwarded to the work stream without a line each (more than LISTENER_EVENT_LOG_RATE a second)")
 }

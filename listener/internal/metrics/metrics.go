@@ -15,6 +15,7 @@ type Metrics struct {
 	Resolved       *prometheus.CounterVec // via (payload, index, sources)
 	Published      prometheus.Counter     // work messages acknowledged by JetStream
 	Duplicates     prometheus.Counter     // acknowledged as duplicates (a replay)
+	EventLogsHeld  prometheus.Counter     // "event forwarded" lines held back above the log rate
 	PublishSeconds prometheus.Histogram   // publish to acknowledgement
 	Retries        *prometheus.CounterVec // target (nats, sources, index)
 	Lag            *prometheus.GaugeVec   // partition
@@ -46,6 +47,10 @@ func New() *Metrics {
 		Published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cloudoreg_listener_published_total",
 			Help: "Work messages acknowledged by JetStream.",
+		}),
+		EventLogsHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudoreg_listener_event_logs_aggregated_total",
+			Help: "Forwarded events logged in a per-second summary line instead of a line each (more than LISTENER_EVENT_LOG_RATE a second on a partition).",
 		}),
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cloudoreg_listener_duplicates_total",
@@ -85,7 +90,7 @@ func New() *Metrics {
 			Help: "1 while the listener is connected to NATS, else 0.",
 		}),
 	}
-	m.collectors = []prometheus.Collector{m.Events, m.Resolved, m.Published, m.Duplicates, m.PublishSeconds, m.Retries, m.Lag, m.InFlight, m.Commits, m.Rebalances, m.LastMarked, m.NATSConnected}
+	m.collectors = []prometheus.Collector{m.Events, m.Resolved, m.Published, m.Duplicates, m.EventLogsHeld, m.PublishSeconds, m.Retries, m.Lag, m.InFlight, m.Commits, m.Rebalances, m.LastMarked, m.NATSConnected}
 	r.MustRegister(m.collectors...)
 	// Series an alert watches exist from the start at 0.
 	for _, target := range []string{"nats", "resolve"} {
