@@ -92,7 +92,7 @@ func New(cfg Config, log *logrus.Entry) (*Listener, error) {
 		cfg:     cfg,
 		log:     log,
 		metrics: metrics.New(),
-		ready:   ops.NewReadiness("kafka", "nats", "stream"),
+		ready:   ops.NewReadiness(ops.CheckKafka, ops.CheckNATS, ops.CheckStream),
 	}
 	srv, err := ops.Listen(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.MetricsPort)), cfg.MetricsPath, l.metrics.Registry, l.ready)
 	if err != nil {
@@ -119,7 +119,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	go natsconn.Watch(ctx, nc, func(ok bool) {
-		l.ready.Set("nats", ok, "not connected to NATS")
+		l.ready.Set(ops.CheckNATS, ok, "not connected to NATS")
 		connected := 0.0
 		if ok {
 			connected = 1
@@ -182,11 +182,11 @@ func (l *Listener) prepareNATS(ctx context.Context, js jetstream.JetStream) (*re
 			var index *resolve.KVIndex
 			index, err = resolve.OpenKVIndex(ctx, js, l.cfg.IndexTTL, l.cfg.KVReplicas)
 			if err == nil {
-				l.ready.Set("stream", true, "")
+				l.ready.Set(ops.CheckStream, true, "")
 				return index, nil
 			}
 		}
-		l.ready.Set("stream", false, "work stream or routing index unavailable")
+		l.ready.Set(ops.CheckStream, false, "work stream or routing index unavailable")
 		l.log.WithError(err).WithField("attempt", attempt).Warn("waiting for the work stream " + work.StreamName + " (declared by the processors) and the routing index")
 		if err := backoff.Sleep(ctx, policy.Delay(attempt)); err != nil {
 			return nil, err
@@ -229,7 +229,7 @@ func (l *Listener) consume(ctx context.Context, group sarama.ConsumerGroup, h *f
 	policy := backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax}
 	for attempt := 1; ctx.Err() == nil; {
 		err := group.Consume(ctx, []string{l.cfg.EventsTopic}, h)
-		l.ready.Set("kafka", false, "no consumer group session")
+		l.ready.Set(ops.CheckKafka, false, "no consumer group session")
 		if err == nil {
 			attempt = 1
 			continue

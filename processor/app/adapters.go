@@ -109,9 +109,6 @@ func (v instrumentedVerifier) Verify(ctx context.Context, role arn.Role, externa
 	return err
 }
 
-// readyKafka is the readiness check of the status producer.
-const readyKafka = "kafka"
-
 // instrumentedReporter measures every status message sent to Kafka and
 // keeps the kafka readiness check honest: sarama's SyncProducer has no
 // health API, so the check holds the outcome of the last send. A failed
@@ -129,9 +126,9 @@ func (i instrumentedReporter) Report(ctx context.Context, m work.Message, msg st
 	err := i.r.Report(ctx, m, msg)
 	observe(i.m, "kafka", "status", start, err)
 	if err != nil {
-		i.ready.Set(readyKafka, false, "the last status message could not be delivered: "+err.Error())
+		i.ready.Set(ops.CheckKafka, false, "the last status message could not be delivered: "+err.Error())
 	} else {
-		i.ready.Set(readyKafka, true, "")
+		i.ready.Set(ops.CheckKafka, true, "")
 	}
 	return err
 }

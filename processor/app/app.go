@@ -52,7 +52,7 @@ func New(cfg Config, log *logrus.Entry) (*Processor, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Processor{cfg: cfg, log: log, metrics: metrics.New(), ready: ops.NewReadiness("nats", readyKafka, "consumers")}
+	p := &Processor{cfg: cfg, log: log, metrics: metrics.New(), ready: ops.NewReadiness(ops.CheckNATS, ops.CheckKafka, ops.CheckConsumers)}
 	srv, err := ops.Listen(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.MetricsPort)), cfg.MetricsPath, p.metrics.Registry, p.ready)
 	if err != nil {
 		return nil, fmt.Errorf("metrics port: %w", err)
@@ -98,7 +98,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	go natsconn.Watch(ctx, nc, func(ok bool) {
-		p.ready.Set("nats", ok, "not connected to NATS")
+		p.ready.Set(ops.CheckNATS, ok, "not connected to NATS")
 		connected := 0.0
 		if ok {
 			connected = 1
@@ -122,7 +122,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer producer.Close()
 	// Creating the producer reached the brokers; from now on the outcome of
 	// each status message keeps the check current.
-	p.ready.Set(readyKafka, true, "")
+	p.ready.Set(ops.CheckKafka, true, "")
 	reporter := instrumentedReporter{r: producer, m: p.metrics, ready: p.ready}
 
 	registry, err := p.registry()
@@ -144,11 +144,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	if p.cfg.ReconcileEvery > 0 {
 		go p.periodic(stores.claims).Run(ctx)
 	}
-	p.ready.Set("consumers", true, "")
+	p.ready.Set(ops.CheckConsumers, true, "")
 	p.log.WithField("partitions", p.cfg.Work.Partitions).Info("processor consuming")
 
 	<-ctx.Done()
-	p.ready.Set("consumers", false, "shutting down")
+	p.ready.Set(ops.CheckConsumers, false, "shutting down")
 	p.log.Info("processor stopping: finishing work in progress")
 	w.Stop(p.cfg.ShutdownGrace)
 	if err := nc.Drain(); err != nil {

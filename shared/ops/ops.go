@@ -25,15 +25,28 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/logging"
 )
 
+// Check names a readiness condition (the lines of /readyz).
+type Check string
+
+// The readiness conditions of the two programs (README, "When readiness
+// fails", explains each).
+const (
+	CheckKafka     Check = "kafka"     // both: the consumer group session, or the last status message
+	CheckNATS      Check = "nats"      // both: connected to NATS
+	CheckStream    Check = "stream"    // listener: the work stream and the routing index exist
+	CheckProgress  Check = "progress"  // listener: publishing and resolving go through
+	CheckConsumers Check = "consumers" // processor: the partition consumers are bound
+)
+
 // Readiness collects named conditions; the program is ready when all hold.
 type Readiness struct {
 	mu     sync.Mutex
-	checks map[string]string // name -> reason it is not ready ("" = ready)
+	checks map[Check]string // name -> reason it is not ready ("" = ready)
 }
 
 // NewReadiness returns a Readiness with the named checks, all not ready yet.
-func NewReadiness(names ...string) *Readiness {
-	r := &Readiness{checks: map[string]string{}}
+func NewReadiness(names ...Check) *Readiness {
+	r := &Readiness{checks: map[Check]string{}}
 	for _, n := range names {
 		r.checks[n] = "starting"
 	}
@@ -41,7 +54,7 @@ func NewReadiness(names ...string) *Readiness {
 }
 
 // Set records whether check name holds; reason says why not.
-func (r *Readiness) Set(name string, ok bool, reason string) {
+func (r *Readiness) Set(name Check, ok bool, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if ok {
@@ -59,7 +72,7 @@ func (r *Readiness) Ready() (bool, []string) {
 	var failing []string
 	for n, reason := range r.checks {
 		if reason != "" {
-			failing = append(failing, n+": "+reason)
+			failing = append(failing, string(n)+": "+reason)
 		}
 	}
 	sort.Strings(failing)

@@ -37,12 +37,6 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
-// Readiness check names the pipeline maintains.
-const (
-	ReadyKafka    = "kafka"
-	ReadyProgress = "progress"
-)
-
 // Publisher is the part of jetstream.JetStream the pipeline uses.
 type Publisher interface {
 	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
@@ -83,7 +77,7 @@ const (
 // Setup is called when a session starts (after a rebalance).
 func (h *Handler) Setup(s sarama.ConsumerGroupSession) error {
 	h.Metrics.Rebalances.Inc()
-	h.Ready.Set(ReadyKafka, true, "")
+	h.Ready.Set(ops.CheckKafka, true, "")
 	h.Log.WithField("claims", fmt.Sprint(s.Claims())).Info("consumer group session started")
 	return nil
 }
@@ -180,7 +174,8 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		if p.h.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 			eventLog(p.h.Log, m, d).Debug("event type ignored")
 		}
-		return p.finish(m.Offset)
+		p.finish(m.Offset)
+		return nil
 	}
 	log := eventLog(p.h.Log, m, d)
 	switch d.Action {
@@ -271,7 +266,8 @@ func refusedForGood(err error) bool {
 func (p *partition) skip(log *logrus.Entry, eventType, reason string, offset int64) error {
 	p.h.Metrics.Events.WithLabelValues(route.MetricType(eventType), "skipped", reason).Inc()
 	log.WithField("reason", reason).Warn("event skipped: it cannot be processed")
-	return p.finish(offset)
+	p.finish(offset)
+	return nil
 }
 
 // resolve finds the source id, retrying transient failures until it
@@ -282,7 +278,7 @@ func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Deci
 		if err == nil {
 			p.h.Metrics.Resolved.WithLabelValues(string(via)).Inc()
 			if attempt > 1 {
-				p.h.Ready.Set(ReadyProgress, true, "")
+				p.h.Ready.Set(ops.CheckProgress, true, "")
 			}
 			return id, nil
 		}
@@ -290,7 +286,7 @@ func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Deci
 			return "", err
 		}
 		p.h.Metrics.Retries.WithLabelValues("resolve").Inc()
-		p.h.Ready.Set(ReadyProgress, false, "resolving a source id keeps failing")
+		p.h.Ready.Set(ops.CheckProgress, false, "resolving a source id keeps failing")
 		log.WithError(err).WithField("attempt", attempt).Warn("resolving the source id failed, retrying")
 		if err := backoff.Sleep(ctx, p.h.Backoff.Delay(attempt)); err != nil {
 			return "", err
@@ -346,7 +342,7 @@ func await(fut jetstream.PubAckFuture, j *job, results chan<- result) {
 
 func (p *partition) retryWait(ctx context.Context, j *job, err error) error {
 	p.h.Metrics.Retries.WithLabelValues("nats").Inc()
-	p.h.Ready.Set(ReadyProgress, false, "publishing to JetStream keeps failing")
+	p.h.Ready.Set(ops.CheckProgress, false, "publishing to JetStream keeps failing")
 	j.log.WithError(err).WithField("attempt", j.attempt).Warn("publish to JetStream failed, retrying")
 	return backoff.Sleep(ctx, p.h.Backoff.Delay(j.attempt))
 }
@@ -370,7 +366,7 @@ func (p *partition) complete(ctx context.Context, r result) error {
 		}
 		return p.publish(ctx, j)
 	}
-	p.h.Ready.Set(ReadyProgress, true, "")
+	p.h.Ready.Set(ops.CheckProgress, true, "")
 	p.h.Metrics.PublishSeconds.Observe(time.Since(j.started).Seconds())
 	p.acknowledged(j)
 	if r.ack.Duplicate {
@@ -383,7 +379,8 @@ func (p *partition) complete(ctx context.Context, r result) error {
 	} else {
 		p.h.Metrics.EventLogsHeld.Inc()
 	}
-	return p.finish(j.offset)
+	p.finish(j.offset)
+	return nil
 }
 
 // acknowledged counts a job the stream stored: an event is routed once it
@@ -399,14 +396,13 @@ func (p *partition) refused(j *job, err error) error {
 }
 
 // finish marks offset done and marks the Kafka offset if it advanced.
-func (p *partition) finish(offset int64) error {
+func (p *partition) finish(offset int64) {
 	next, advanced := p.tracker.Done(offset)
 	if advanced {
 		p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), next, "")
 		p.h.Metrics.Commits.Inc()
 		p.h.Metrics.LastMarked.WithLabelValues(p.label).Set(float64(next))
 	}
-	return nil
 }
 
 // drain waits (bounded) for in-flight publishes so their offsets can be
@@ -423,7 +419,7 @@ func (p *partition) drain() error {
 			p.h.Metrics.InFlight.Dec()
 			if r.err == nil {
 				p.acknowledged(r.job)
-				_ = p.finish(r.job.offset)
+				p.finish(r.job.offset)
 			}
 		case <-timer.C:
 			p.h.Log.WithField("inflight", len(p.inflight)).Warn("stopping with unacknowledged publishes; they will be replayed")
