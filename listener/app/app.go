@@ -113,19 +113,11 @@ func (l *Listener) Run(ctx context.Context) error {
 	ops.StopOnFailure(ctx, cancel, l.log, l.ops)
 	l.log.WithFields(logrus.Fields(config.Summary(l.cfg))).Info("listener starting")
 
-	nc, err := natsconn.Connect(l.cfg.NATS, "cloudoreg-listener", l.log)
+	nc, err := natsconn.ConnectWatched(ctx, l.cfg.NATS, "cloudoreg-listener", l.log, l.ready, l.metrics.NATSConnected)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	go natsconn.Watch(ctx, nc, func(ok bool) {
-		l.ready.Set(ops.CheckNATS, ok, "not connected to NATS")
-		connected := 0.0
-		if ok {
-			connected = 1
-		}
-		l.metrics.NATSConnected.Set(connected)
-	})
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(l.cfg.MaxInFlight*4),
 		jetstream.WithPublishAsyncTimeout(l.cfg.PublishTimeout))
@@ -175,23 +167,24 @@ func (l *Listener) Run(ctx context.Context) error {
 // prepareNATS waits for the work stream (the processors declare it) and
 // opens the routing index, retrying while NATS is unavailable.
 func (l *Listener) prepareNATS(ctx context.Context, js jetstream.JetStream) (*resolve.KVIndex, error) {
-	policy := backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax}
-	for attempt := 1; ; attempt++ {
-		_, err := js.Stream(ctx, work.StreamName)
-		if err == nil {
-			var index *resolve.KVIndex
-			index, err = resolve.OpenKVIndex(ctx, js, l.cfg.IndexTTL, l.cfg.KVReplicas)
-			if err == nil {
-				l.ready.Set(ops.CheckStream, true, "")
-				return index, nil
+	var index *resolve.KVIndex
+	err := backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax}.Retry(ctx,
+		func() error {
+			if _, err := js.Stream(ctx, work.StreamName); err != nil {
+				return err
 			}
-		}
-		l.ready.Set(ops.CheckStream, false, "work stream or routing index unavailable")
-		l.log.WithError(err).WithField("attempt", attempt).Warn("waiting for the work stream " + work.StreamName + " (declared by the processors) and the routing index")
-		if err := backoff.Sleep(ctx, policy.Delay(attempt)); err != nil {
-			return nil, err
-		}
+			var err error
+			index, err = resolve.OpenKVIndex(ctx, js, l.cfg.IndexTTL, l.cfg.KVReplicas)
+			return err
+		},
+		func(attempt int, err error) {
+			l.ready.Set(ops.CheckStream, false, "work stream or routing index unavailable")
+			l.log.WithError(err).WithField("attempt", attempt).Warn("waiting for the work stream " + work.StreamName + " (declared by the processors) and the routing index")
+		})
+	if err == nil {
+		l.ready.Set(ops.CheckStream, true, "")
 	}
+	return index, err
 }
 
 func (l *Listener) consumerGroup() (sarama.ConsumerGroup, error) {

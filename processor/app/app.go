@@ -92,19 +92,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	ops.StopOnFailure(ctx, cancel, p.log, p.ops, p.private)
 	p.log.WithFields(logrus.Fields(config.Summary(p.cfg))).Info("processor starting")
 
-	nc, err := natsconn.Connect(p.cfg.NATS, "cloudoreg-processor", p.log)
+	nc, err := natsconn.ConnectWatched(ctx, p.cfg.NATS, "cloudoreg-processor", p.log, p.ready, p.metrics.NATSConnected)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	go natsconn.Watch(ctx, nc, func(ok bool) {
-		p.ready.Set(ops.CheckNATS, ok, "not connected to NATS")
-		connected := 0.0
-		if ok {
-			connected = 1
-		}
-		p.metrics.NATSConnected.Set(connected)
-	})
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -167,17 +159,13 @@ type stores struct {
 // declare creates or updates the streams and KV buckets, retrying while NATS
 // is unavailable: whichever replica starts first declares them.
 func (p *Processor) declare(ctx context.Context, js jetstream.JetStream) (stores, error) {
-	policy := backoff.Policy{Base: 200 * time.Millisecond, Max: 5 * time.Second}
-	for attempt := 1; ; attempt++ {
-		s, err := p.declareOnce(ctx, js)
-		if err == nil {
-			return s, nil
-		}
-		p.log.WithError(err).WithField("attempt", attempt).Warn("declaring the work stream and KV buckets failed, retrying")
-		if err := backoff.Sleep(ctx, policy.Delay(attempt)); err != nil {
-			return stores{}, err
-		}
-	}
+	var s stores
+	err := backoff.Policy{Base: 200 * time.Millisecond, Max: 5 * time.Second}.Retry(ctx,
+		func() (err error) { s, err = p.declareOnce(ctx, js); return err },
+		func(attempt int, err error) {
+			p.log.WithError(err).WithField("attempt", attempt).Warn("declaring the work stream and KV buckets failed, retrying")
+		})
+	return s, err
 }
 
 func (p *Processor) declareOnce(ctx context.Context, js jetstream.JetStream) (stores, error) {
