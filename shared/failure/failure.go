@@ -35,12 +35,16 @@ const (
 	// ReasonSourcesUnauthorized: Sources refused Cloudoreg's PSK (401/403)
 	// for the whole retry budget. Nothing is reported to the customer.
 	ReasonSourcesUnauthorized DeadLetterReason = "sources_unauthorized"
+	// ReasonConfiguration: another failure Cloudoreg's own configuration
+	// causes (its AWS credentials rejected) lasted the whole retry budget.
+	// Nothing is reported to the customer: it is not theirs to fix.
+	ReasonConfiguration DeadLetterReason = "configuration"
 )
 
 // DeadLetterReasons lists every reason, for metrics and documentation.
 func DeadLetterReasons() []DeadLetterReason {
 	return []DeadLetterReason{ReasonUndecodable, ReasonInternal, ReasonBudgetSpent, ReasonMaxDeliveries,
-		ReasonSourcesRefused, ReasonSourcesUnauthorized}
+		ReasonSourcesRefused, ReasonSourcesUnauthorized, ReasonConfiguration}
 }
 
 // Error is a classified failure of one external call or check.
