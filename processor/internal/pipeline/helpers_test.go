@@ -77,7 +77,9 @@ func (s *parkStore) Park(_ context.Context, p Parked) error {
 	return nil
 }
 
-func (s *parkStore) Clear(_ context.Context, sourceID string) { s.cleared = append(s.cleared, sourceID) }
+func (s *parkStore) Clear(_ context.Context, sourceID string) {
+	s.cleared = append(s.cleared, sourceID)
+}
 
 // outcomeStore is an in-memory Outcomes; Put fails with err when set.
 type outcomeStore struct {

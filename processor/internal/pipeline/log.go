@@ -27,9 +27,9 @@ func Log(log *logrus.Entry) Wrapper {
 			case errors.As(err, &dead):
 				logDeadLettered(log, dead, attempts)
 			case errors.Is(err, errDeadLetteringFailed):
-				log.WithError(err).Error("dead-lettering failed; handing the message back")
+				log.WithError(err).WithField("attempts", attempts).Error("dead-lettering failed; handing the message back")
 			case err != nil:
-				log.WithError(err).Warn("parking failed; the message will be redelivered")
+				log.WithError(err).WithField("attempts", attempts).Warn("parking failed; the message will be redelivered")
 			case o.State == reconcile.StateParked:
 				log.WithError(o.Cause).WithFields(logrus.Fields{"attempts": attempts, "retry_at": o.RetryAt}).Warn("transient failure persists: source parked, retry scheduled")
 			default:

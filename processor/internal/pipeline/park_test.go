@@ -91,7 +91,7 @@ func TestPark(t *testing.T) {
 					t.Errorf("park failed: %+v, %v, want the work handed back", o, err)
 				}
 			default:
-				if !errors.Is(err, tc.want.passed) || (tc.want.passed == nil && err != nil) || o != tc.in.o {
+				if !errors.Is(err, tc.want.passed) || o != tc.in.o {
 					t.Errorf("%+v, %v, want %+v, %v passed", o, err, tc.in.o, tc.want.passed)
 				}
 			}

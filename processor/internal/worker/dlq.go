@@ -159,7 +159,10 @@ func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Str
 	if err != nil {
 		return err
 	}
-	last := info.Delivered.Stream - uint64(min(info.NumAckPending, 1))
+	last := info.Delivered.Stream
+	if info.NumAckPending > 0 {
+		last-- // the one still pending
+	}
 	for seq := info.AckFloor.Stream + 1; seq <= last; {
 		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(workstream.PartitionFilter(p)))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -173,7 +176,7 @@ func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Str
 		}
 		if !w.alreadyDeadLettered(ctx, raw) {
 			cause := fmt.Errorf("consumer %s gave up after %d deliveries while no processor heard it", workstream.ConsumerName(p), w.cfg.MaxDeliver)
-			if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, raw.Sequence, uint64(w.cfg.MaxDeliver), failure.ReasonMaxDeliveries, cause); err != nil {
+			if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, raw.Sequence, w.maxDeliveries(), failure.ReasonMaxDeliveries, cause); err != nil {
 				return err
 			}
 		}
@@ -193,4 +196,12 @@ func (w *Worker) alreadyDeadLettered(ctx context.Context, raw *jetstream.RawStre
 	}
 	last, err := dlq.GetLastMsgForSubject(ctx, work.DLQPrefix+strings.TrimPrefix(raw.Subject, work.SubjectPrefix))
 	return err == nil && last.Header.Get(HeaderDLQStreamSeq) == strconv.FormatUint(raw.Sequence, 10)
+}
+
+// maxDeliveries is the deliveries a message the server gave up on had.
+func (w *Worker) maxDeliveries() uint64 {
+	if w.cfg.MaxDeliver < 0 {
+		return 0
+	}
+	return uint64(w.cfg.MaxDeliver)
 }
