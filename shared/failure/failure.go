@@ -89,8 +89,10 @@ var (
 )
 
 // ErrConfiguration is wrapped by transient failures that Cloudoreg's own
-// configuration causes (its credentials rejected): retrying keeps the work
-// until an operator fixes it, and they are logged as errors, not warnings.
+// configuration causes (its credentials rejected): they are retried (the
+// fix may come) and logged as errors, not warnings, and when the retry
+// budget is spent the work is dead-lettered with their reason
+// (ReasonConfiguration when they carry none), never reported.
 var ErrConfiguration = errors.New("Cloudoreg's configuration needs fixing")
 
 // Permanent is a failure to report to the customer with code.
