@@ -183,7 +183,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	})
 	stop := heartbeat(msg, w.cfg.AckWait/3)
 	defer stop()
-	_, err = w.pipeline(msg, log)(ctx, m)
+	_, err = w.chain(msg, log)(ctx, m)
 	w.settle(ctx, log, msg, err)
 }
 
@@ -196,10 +196,10 @@ func (w *Worker) logOf(msg jetstream.Msg) *logrus.Entry {
 	return w.log.WithFields(logrus.Fields{"nats_stream_seq": meta.Sequence.Stream, "deliveries": meta.NumDelivered})
 }
 
-// pipeline is the work of one message, built for it: the dead-letter copy
+// chain is the work of one message, built for it: the dead-letter copy
 // is of this message, and the log names it. The order is the one the
 // pipeline package documents, outermost first.
-func (w *Worker) pipeline(msg jetstream.Msg, log *logrus.Entry) pipeline.Handler {
+func (w *Worker) chain(msg jetstream.Msg, log *logrus.Entry) pipeline.Handler {
 	return pipeline.Chain(w.reconcile.Reconcile,
 		pipeline.Log(log),
 		pipeline.Metrics(w.metrics),
