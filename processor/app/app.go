@@ -129,7 +129,10 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	go backlog{js: js, parked: parkedReader{stores.parked}, m: p.metrics, log: p.log}.run(ctx, p.cfg.BacklogEvery)
-	w := worker.New(p.workerConfig(), js, rec, reporter, stores.outcomes, stores.parked, p.metrics, p.log)
+	w := worker.New(worker.Deps{
+		Config: p.workerConfig(), JetStream: js, Reconciler: rec,
+		Outcomes: stores.outcomes, Parked: stores.parked, Metrics: p.metrics, Log: p.log,
+	})
 	if err := w.Start(ctx, nc); err != nil {
 		return err
 	}

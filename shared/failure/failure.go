@@ -35,12 +35,16 @@ const (
 	// ReasonSourcesUnauthorized: Sources refused Cloudoreg's PSK (401/403)
 	// for the whole retry budget. Nothing is reported to the customer.
 	ReasonSourcesUnauthorized DeadLetterReason = "sources_unauthorized"
+	// ReasonConfiguration: another failure Cloudoreg's own configuration
+	// causes (its AWS credentials rejected) lasted the whole retry budget.
+	// Nothing is reported to the customer: it is not theirs to fix.
+	ReasonConfiguration DeadLetterReason = "configuration"
 )
 
 // DeadLetterReasons lists every reason, for metrics and documentation.
 func DeadLetterReasons() []DeadLetterReason {
 	return []DeadLetterReason{ReasonUndecodable, ReasonInternal, ReasonBudgetSpent, ReasonMaxDeliveries,
-		ReasonSourcesRefused, ReasonSourcesUnauthorized}
+		ReasonSourcesRefused, ReasonSourcesUnauthorized, ReasonConfiguration}
 }
 
 // Error is a classified failure of one external call or check.
@@ -85,8 +89,10 @@ var (
 )
 
 // ErrConfiguration is wrapped by transient failures that Cloudoreg's own
-// configuration causes (its credentials rejected): retrying keeps the work
-// until an operator fixes it, and they are logged as errors, not warnings.
+// configuration causes (its credentials rejected): they are retried (the
+// fix may come) and logged as errors, not warnings, and when the retry
+// budget is spent the work is dead-lettered with their reason
+// (ReasonConfiguration when they carry none), never reported.
 var ErrConfiguration = errors.New("the configuration of Cloudoreg needs fixing")
 
 // Permanent is a failure to report to the customer with code.

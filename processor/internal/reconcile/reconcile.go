@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/shared/event"
@@ -103,13 +104,30 @@ const (
 	StateOtherOrg State = "other_org"
 )
 
+// States the processing around a reconcile leaves a source in.
+const (
+	// StateParked: transient failures outlasted the in-place retries; a
+	// retry is due at Outcome.RetryAt.
+	StateParked State = "retrying"
+	// StateDeadLettered: the work was copied to the dead-letter stream for
+	// an operator, and nothing was reported to the customer.
+	StateDeadLettered State = "dead_lettered"
+)
+
 // Outcome is the result of one reconcile.
 type Outcome struct {
 	State         State
 	Code          status.Code // for StateUnavailable
 	ApplicationID string
 	AccountID     string
-	Cause         error // the permanent failure behind Code, for logs
+	Cause         error // the failure behind Code or State, for logs
+	// Reason says why, for operators, when no code does (the failure a
+	// parked source retries after, the dead-letter reason, ErrBudgetSpent).
+	Reason string
+	// Attempts is how many reconciles this delivery of the work made.
+	Attempts int
+	// RetryAt is when the retry of a parked source is due.
+	RetryAt time.Time
 }
 
 // Reconciler holds the dependencies.

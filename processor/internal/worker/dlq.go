@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cloudoreg/cloudoreg/processor/internal/pipeline"
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/work"
@@ -26,22 +27,30 @@ const (
 	HeaderDLQSubject    = "Cloudoreg-Dlq-Subject"
 )
 
-// deadLetter copies msg with the reason to the dead-letter stream, then
+// copier is the pipeline's dead-letter copy of msg.
+func (w *Worker) copier(msg jetstream.Msg) pipeline.CopyFunc {
+	return func(ctx context.Context, reason failure.DeadLetterReason, cause error) error {
+		var seq, deliveries uint64
+		if meta, err := msg.Metadata(); err == nil {
+			seq, deliveries = meta.Sequence.Stream, meta.NumDelivered
+		}
+		return w.copyToDLQ(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq, deliveries, reason, cause)
+	}
+}
+
+// deadLetterUndecodable dead-letters a message no reconcile can read, then
 // terminates it. If the copy cannot be stored, the message is handed back
 // instead: nothing leaves the work stream without a trace.
-func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, reason failure.DeadLetterReason, cause error) {
-	var seq, deliveries uint64
-	if meta, err := msg.Metadata(); err == nil {
-		seq, deliveries = meta.Sequence.Stream, meta.NumDelivered
+func (w *Worker) deadLetterUndecodable(ctx context.Context, msg jetstream.Msg, cause error) {
+	log := w.logOf(msg)
+	err := w.copier(msg)(ctx, failure.ReasonUndecodable, cause)
+	if err != nil {
+		log.WithError(err).Error("dead-lettering failed; handing the message back")
+		err = pipeline.ErrHandBack
+	} else {
+		err = pipeline.ErrDeadLettered
 	}
-	if err := w.copyToDLQ(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq, deliveries, reason, cause); err != nil {
-		w.log.WithError(err).WithField("nats_stream_seq", seq).Error("dead-lettering failed; handing the message back")
-		_ = msg.NakWithDelay(w.cfg.Backoff.Max)
-		return
-	}
-	if err := msg.Term(); err != nil {
-		w.log.WithError(err).WithField("nats_stream_seq", seq).Warn("terminating a dead-lettered message failed")
-	}
+	w.settle(ctx, log, msg, err)
 }
 
 func (w *Worker) copyToDLQ(ctx context.Context, subject string, h nats.Header, data []byte, seq, deliveries uint64, reason failure.DeadLetterReason, cause error) error {
@@ -150,7 +159,10 @@ func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Str
 	if err != nil {
 		return err
 	}
-	last := info.Delivered.Stream - uint64(min(info.NumAckPending, 1))
+	last := info.Delivered.Stream
+	if info.NumAckPending > 0 {
+		last-- // the one still pending
+	}
 	for seq := info.AckFloor.Stream + 1; seq <= last; {
 		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(workstream.PartitionFilter(p)))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -164,7 +176,7 @@ func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Str
 		}
 		if !w.alreadyDeadLettered(ctx, raw) {
 			cause := fmt.Errorf("consumer %s gave up after %d deliveries while no processor heard it", workstream.ConsumerName(p), w.cfg.MaxDeliver)
-			if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, raw.Sequence, uint64(w.cfg.MaxDeliver), "max_deliveries", cause); err != nil {
+			if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, raw.Sequence, w.maxDeliveries(), failure.ReasonMaxDeliveries, cause); err != nil {
 				return err
 			}
 		}
@@ -184,4 +196,12 @@ func (w *Worker) alreadyDeadLettered(ctx context.Context, raw *jetstream.RawStre
 	}
 	last, err := dlq.GetLastMsgForSubject(ctx, work.DLQPrefix+strings.TrimPrefix(raw.Subject, work.SubjectPrefix))
 	return err == nil && last.Header.Get(HeaderDLQStreamSeq) == strconv.FormatUint(raw.Sequence, 10)
+}
+
+// maxDeliveries is the deliveries a message the server gave up on had.
+func (w *Worker) maxDeliveries() uint64 {
+	if w.cfg.MaxDeliver < 0 {
+		return 0
+	}
+	return uint64(w.cfg.MaxDeliver)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
+	"github.com/cloudoreg/cloudoreg/processor/internal/pipeline"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
@@ -34,8 +34,9 @@ func OpenParked(ctx context.Context, js jetstream.JetStream, replicas int) (jets
 	return kv, nil
 }
 
-// parkedRetry is a retry due at Due. It keeps the work message (with the
-// identity, which a later status message must carry) and the budget so far.
+// parkedRetry is the KV form of a pipeline.Parked: a retry due at Due, with
+// the work message (and its identity, which a later status message must
+// carry) and the budget so far.
 type parkedRetry struct {
 	Due          time.Time `json:"due"`
 	Attempt      int       `json:"attempt"`
@@ -51,47 +52,32 @@ type parkedRetry struct {
 
 func parkedKey(sourceID string) string { return "source." + sourceID }
 
-// parkOrGiveUp parks the source for a later retry and acks the message, or
-// gives up when the budget is spent.
-func (w *Worker) parkOrGiveUp(ctx context.Context, log *logrus.Entry, msg jetstream.Msg, m work.Message, cause error, attempts int) {
-	first := m.FirstFailure
-	if first.IsZero() {
-		first = time.Now().UTC()
-	}
-	total := m.Attempt + attempts
-	if time.Since(first) >= w.cfg.Budget {
-		w.giveUp(ctx, log, msg, m, cause, attempts)
-		return
-	}
-	due := time.Now().Add(w.cfg.ParkBackoff.Delay(total)).UTC()
-	p := parkedRetry{
-		Due: due, Attempt: total, FirstFailure: first, Kind: m.Kind, SourceID: m.SourceID,
+// parkedStore is the pipeline's ParkStore over the parked-retries bucket.
+type parkedStore struct{ kv jetstream.KeyValue }
+
+// Park stores p as the source's one parked retry.
+func (s parkedStore) Park(ctx context.Context, p pipeline.Parked) error {
+	m := p.Work
+	b, err := json.Marshal(parkedRetry{
+		Due: p.Due, Attempt: m.Attempt, FirstFailure: m.FirstFailure, Kind: m.Kind, SourceID: m.SourceID,
 		Application: m.ApplicationID, Auth: m.AuthenticationID, OrgID: m.Tenant.OrgID,
 		Account: m.Tenant.AccountNumber, Identity: m.Identity,
+	})
+	if err != nil {
+		return err
 	}
-	b, _ := json.Marshal(p)
-	if _, err := w.parked.Put(ctx, parkedKey(m.SourceID), b); err != nil {
-		// Cannot park: keep the message and let the server redeliver it.
-		log.WithError(err).Warn("parking failed; the message will be redelivered")
-		_ = msg.NakWithDelay(w.cfg.Backoff.Max)
-		return
-	}
-	w.metrics.Parked.Inc()
-	w.record(ctx, m, outcomes.Record{State: "retrying", Reason: cause.Error(), ApplicationID: m.ApplicationID, Attempts: total})
-	log.WithError(cause).WithFields(logrus.Fields{"attempts": total, "retry_at": due}).Warn("transient failure persists: source parked, retry scheduled")
-	if err := msg.Ack(); err != nil {
-		log.WithError(err).Warn("ack failed: the message will be redelivered")
-	}
+	_, err = s.kv.Put(ctx, parkedKey(m.SourceID), b)
+	return err
 }
 
-// clearParked drops a source's pending retry once a reconcile reached an
-// outcome. A retry that fires anyway only reconciles again: harmless.
-func (w *Worker) clearParked(ctx context.Context, sourceID string) {
-	e, err := w.parked.Get(ctx, parkedKey(sourceID))
+// Clear drops a source's pending retry; only the revision read is deleted,
+// so a newer park stays.
+func (s parkedStore) Clear(ctx context.Context, sourceID string) {
+	e, err := s.kv.Get(ctx, parkedKey(sourceID))
 	if err != nil {
 		return
 	}
-	_ = w.parked.Delete(ctx, parkedKey(sourceID), jetstream.LastRevision(e.Revision()))
+	_ = s.kv.Delete(ctx, parkedKey(sourceID), jetstream.LastRevision(e.Revision()))
 }
 
 // sweep enqueues due parked retries until the worker stops.
@@ -115,7 +101,7 @@ func (w *Worker) sweep() {
 // entry's revision, unique per parked episode) makes their publishes one,
 // and the revision-checked delete keeps a newer park.
 func (w *Worker) enqueueDue(ctx context.Context) error {
-	lister, err := w.parked.ListKeys(ctx)
+	lister, err := w.parked.kv.ListKeys(ctx)
 	if err != nil {
 		return err
 	}
@@ -132,7 +118,7 @@ func (w *Worker) enqueueDue(ctx context.Context) error {
 }
 
 func (w *Worker) enqueueIfDue(ctx context.Context, key string) error {
-	e, err := w.parked.Get(ctx, key)
+	e, err := w.parked.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil
 	}
@@ -142,7 +128,7 @@ func (w *Worker) enqueueIfDue(ctx context.Context, key string) error {
 	var p parkedRetry
 	if err := json.Unmarshal(e.Value(), &p); err != nil || !strings.HasSuffix(key, "."+p.SourceID) {
 		w.log.WithField("key", key).Warn("dropping an unreadable parked retry")
-		return w.parked.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		return w.parked.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	}
 	if time.Now().Before(p.Due) {
 		return nil
@@ -168,7 +154,7 @@ func (w *Worker) enqueueIfDue(ctx context.Context, key string) error {
 	}
 	w.metrics.RetriesEnqueued.Inc()
 	log.Info("parked retry due: reconcile enqueued")
-	err = w.parked.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	err = w.parked.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	if err != nil && !isWrongRevision(err) {
 		return err
 	}

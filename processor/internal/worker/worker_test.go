@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -9,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,18 +88,39 @@ func (r *recorder) Reconcile(ctx context.Context, m work.Message) (reconcile.Out
 	return reconcile.Outcome{State: reconcile.StateAvailable}, nil
 }
 
-func (r *recorder) ApplicationID(context.Context, work.Message) (string, error) { return "", nil }
-
-type nopReporter struct {
-	mu   sync.Mutex
-	sent []status.Message
+// reconciler is the reconcile rule a test stands in for.
+type reconciler interface {
+	Reconcile(ctx context.Context, m work.Message) (reconcile.Outcome, error)
 }
 
-func (n *nopReporter) Report(_ context.Context, _ work.Message, msg status.Message) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.sent = append(n.sent, msg)
-	return nil
+// giveUps stands in for reconcile's GiveUp: it tells CG3000 on the work's
+// application and records what it told, and how many dead letters the
+// stream held by then (the dead letter comes first, the customer second).
+type giveUps struct {
+	mu   sync.Mutex
+	js   jetstream.JetStream
+	sent []status.Message
+	dead []uint64
+}
+
+func (g *giveUps) GiveUp(ctx context.Context, m work.Message, cause error) (reconcile.Outcome, error) {
+	var dead uint64
+	if dlq, err := g.js.Stream(ctx, work.DLQStreamName); err == nil {
+		if info, err := dlq.Info(ctx); err == nil {
+			dead = info.State.Msgs
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.sent = append(g.sent, status.UnavailableMessage(m.ApplicationID, status.CG3000))
+	g.dead = append(g.dead, dead)
+	return reconcile.Outcome{State: reconcile.StateUnavailable, Code: status.CG3000, ApplicationID: m.ApplicationID, Reason: "retry budget spent", Cause: cause}, nil
+}
+
+// rules are a test's reconcile rules as the worker takes them.
+type rules struct {
+	reconciler
+	*giveUps
 }
 
 type testEnv struct {
@@ -150,8 +171,9 @@ func testConfig() Config {
 	}
 }
 
-// startWorker starts a worker on its own connection, as a processor replica.
-func (e *testEnv) startWorker(cfg Config, r Reconciler, rep reconcile.Reporter) (*Worker, *nats.Conn) {
+// startWorker starts a worker on its own connection, as a processor
+// replica. Its GiveUp is g's, or one of its own when g is nil.
+func (e *testEnv) startWorker(cfg Config, r reconciler, g *giveUps) (*Worker, *nats.Conn) {
 	e.t.Helper()
 	nc, js := e.conn()
 	ctx := context.Background()
@@ -163,14 +185,22 @@ func (e *testEnv) startWorker(cfg Config, r Reconciler, rep reconcile.Reporter) 
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	w := New(cfg, js, r, rep, out, parked, metrics.New(), logrus.NewEntry(log))
+	if g == nil {
+		g = &giveUps{}
+	}
+	g.js = js
+	w := New(Deps{Config: cfg, JetStream: js, Reconciler: rules{r, g}, Outcomes: out, Parked: parked, Metrics: metrics.New(), Log: quietLog()})
 	if err := w.Start(ctx, nc); err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { w.Stop(time.Second); nc.Close() })
 	return w, nc
+}
+
+func quietLog() *logrus.Entry {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	return logrus.NewEntry(log)
 }
 
 func (e *testEnv) publish(js jetstream.JetStream, m work.Message) {
@@ -201,7 +231,7 @@ func TestThreeReplicasKeepSourceOrderWithoutOverlap(t *testing.T) {
 	const sources, perSource = 20, 10
 	rec := newRecorder(sources*perSource, 2*time.Millisecond)
 	for i := 0; i < 3; i++ {
-		e.startWorker(testConfig(), rec, &nopReporter{})
+		e.startWorker(testConfig(), rec, nil)
 	}
 	js := e.connect()
 	r := rand.New(rand.NewPCG(3, 5))
@@ -243,13 +273,13 @@ func TestDeadProcessorsWorkIsTakenOver(t *testing.T) {
 	release := make(chan struct{})
 	dying.block, dying.blocked = release, make(chan struct{})
 	defer close(release) // lets the dead replica's goroutine end with the test
-	_, dyingConn := e.startWorker(testConfig(), dying, &nopReporter{})
+	_, dyingConn := e.startWorker(testConfig(), dying, nil)
 	js := e.connect()
 	e.publish(js, msg("7", 1))
 	await(t, dying.blocked, "the first replica to take the message")
 	dyingConn.Close() // the replica is gone: no ack, no heartbeat
 	healthy := newRecorder(1, 0)
-	e.startWorker(testConfig(), healthy, &nopReporter{})
+	e.startWorker(testConfig(), healthy, nil)
 	await(t, healthy.doneCh, "the second replica to finish the message")
 	healthy.mu.Lock()
 	defer healthy.mu.Unlock()
@@ -268,7 +298,7 @@ func TestParkedSourceDoesNotDelayOthers(t *testing.T) {
 	cfg.Partitions, cfg.InPlace = 1, 300*time.Millisecond
 	rec := newRecorder(2, 0)
 	rec.transient["1"] = 40 // more than the in-place window can retry
-	w, _ := e.startWorker(cfg, rec, &nopReporter{})
+	w, _ := e.startWorker(cfg, rec, nil)
 	js := e.connect()
 	e.publish(js, msg("1", 1))
 	e.publish(js, msg("2", 2))
@@ -309,9 +339,7 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	w := New(cfg, js, newRecorder(0, 0), &nopReporter{}, nil, nil, metrics.New(), logrus.NewEntry(log))
+	w := New(Deps{Config: cfg, JetStream: js, Metrics: metrics.New(), Log: quietLog()})
 	sub, err := w.watchMaxDeliveries(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +392,7 @@ func TestParkedTwiceWithinDuplicateWindow(t *testing.T) {
 	cfg.Partitions, cfg.InPlace = 1, time.Millisecond
 	rec := newRecorder(2, 0)
 	rec.transient["5"] = 1
-	w, _ := e.startWorker(cfg, rec, &nopReporter{})
+	w, _ := e.startWorker(cfg, rec, nil)
 	js := e.connect()
 	e.publish(js, msg("5", 1))
 	testkit.Await(t, waitLimit, "the first episode's retry applied", func() bool {
@@ -400,9 +428,7 @@ func TestParkedRetryAlreadyEnqueuedIsKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	w := New(testConfig(), js, newRecorder(0, 0), &nopReporter{}, nil, parked, metrics.New(), logrus.NewEntry(log))
+	w := New(Deps{Config: testConfig(), JetStream: js, Parked: parked, Metrics: metrics.New(), Log: quietLog()})
 	rev, err := parked.Put(ctx, parkedKey("8"), []byte(`{"due":"2000-01-01T00:00:00Z","attempt":1,"kind":"Authentication.update","source_id":"8","org_id":"o1"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -476,8 +502,8 @@ func exhaustWhileDown(t *testing.T, pullBefore bool) {
 		})
 	}
 	// The processors start again (two of them, and one more later): one dead letter.
-	e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
-	e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
+	e.startWorker(cfg, newRecorder(0, 0), nil)
+	e.startWorker(cfg, newRecorder(0, 0), nil)
 	dlq, err := js.Stream(ctx, work.DLQStreamName)
 	if err != nil {
 		t.Fatal(err)
@@ -486,7 +512,7 @@ func exhaustWhileDown(t *testing.T, pullBefore bool) {
 		info, err := dlq.Info(ctx)
 		return err == nil && info.State.Msgs > 0
 	})
-	late, _ := e.startWorker(cfg, newRecorder(0, 0), &nopReporter{})
+	late, _ := e.startWorker(cfg, newRecorder(0, 0), nil)
 	info, _ := dlq.Info(ctx)
 	if info.State.Msgs != 1 {
 		t.Errorf("%d dead letters, want 1", info.State.Msgs)
@@ -524,63 +550,6 @@ func partitionConsumer(t *testing.T, js jetstream.JetStream, cfg Config, seq uin
 	return cons
 }
 
-// failing fails every reconcile transiently at target; its source's
-// cloud-meter application is app ("" when it has none).
-type failing struct {
-	target, app string
-	resolved    atomic.Int32
-}
-
-func (f *failing) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
-	return reconcile.Outcome{}, failure.Transient(f.target, fmt.Errorf("%s keeps failing", f.target))
-}
-
-func (f *failing) ApplicationID(context.Context, work.Message) (string, error) {
-	f.resolved.Add(1)
-	return f.app, nil
-}
-
-// TestBudgetSpentOnWorkWithoutApplicationTellsTheCustomer: work that names
-// no application (an availability check) and spends its retry budget is
-// dead-lettered and reported as CG3000 on the source's cloud-meter
-// application; when Sources itself is what fails, nothing can be resolved:
-// dead-lettered only.
-func TestBudgetSpentOnWorkWithoutApplicationTellsTheCustomer(t *testing.T) {
-	for _, c := range []struct {
-		target, app string
-		want        []status.Message
-	}{
-		{"sts", "42", []status.Message{status.UnavailableMessage("42", status.CG3000)}},
-		{"rhsm", "", nil}, // no cloud-meter application (any more): nobody to tell
-		{"sources", "42", nil},
-	} {
-		t.Run(c.target+"/"+c.app, func(t *testing.T) {
-			e := newTestEnv(t, 1)
-			cfg := testConfig()
-			cfg.Partitions, cfg.InPlace, cfg.Budget = 1, time.Millisecond, 100*time.Millisecond
-			rec := &failing{target: c.target, app: c.app}
-			rep := &nopReporter{}
-			w, _ := e.startWorker(cfg, rec, rep)
-			js := e.connect()
-			e.publish(js, work.Message{Kind: work.KindCheck, SourceID: "21", Tenant: event.Tenant{OrgID: "o1"}, Origin: "check"})
-			testkit.Await(t, waitLimit, "the budget to be spent", func() bool {
-				return testutilValue(w.metrics.Work.WithLabelValues(work.KindCheck, "unavailable", "CG3000")) == 1
-			})
-			if n := testutilValue(w.metrics.DeadLetters.WithLabelValues("budget_spent")); n != 1 {
-				t.Errorf("%v dead letters, want 1", n)
-			}
-			rep.mu.Lock()
-			defer rep.mu.Unlock()
-			if !slices.Equal(rep.sent, c.want) {
-				t.Errorf("reported %v, want %v", rep.sent, c.want)
-			}
-			if n := rec.resolved.Load(); c.target == "sources" && n != 0 {
-				t.Errorf("asked the failing Sources for the application %d times", n)
-			}
-		})
-	}
-}
-
 // alwaysFails is a reconciler that always fails with err.
 type alwaysFails struct{ err error }
 
@@ -588,33 +557,41 @@ func (f alwaysFails) Reconcile(context.Context, work.Message) (reconcile.Outcome
 	return reconcile.Outcome{}, f.err
 }
 
-func (f alwaysFails) ApplicationID(context.Context, work.Message) (string, error) { return "", nil }
-
 // TestDeadLetterReasons: each kind of failure leaves the work stream with
 // its own reason, and only transient failures of a dependency that outlast
-// the budget are reported to the customer (CG3000). A refused PSK is an
-// operator's problem: retried for the budget, then dead-lettered and never
-// reported; a refused Sources read is dead-lettered at once.
+// the budget are given up to the customer (CG3000), after the dead letter
+// is stored. A refused PSK and Cloudoreg's own AWS credentials rejected are
+// an operator's problem: retried for the budget, then dead-lettered and
+// never reported; a refused Sources read is dead-lettered at once. The
+// source's outcome record says which.
 func TestDeadLetterReasons(t *testing.T) {
 	cases := []struct {
 		name     string
 		err      error
 		reason   failure.DeadLetterReason
 		reported []status.Message
+		record   outcomes.Record
 	}{
 		{"transient", failure.Transient("sts", fmt.Errorf("throttled")), failure.ReasonBudgetSpent,
-			[]status.Message{status.UnavailableMessage("21", status.CG3000)}},
-		{"sources refuses the PSK", failure.Operator(failure.ReasonSourcesUnauthorized, "sources", fmt.Errorf("HTTP 401")), failure.ReasonSourcesUnauthorized, nil},
-		{"sources refuses the read", failure.DeadLetter(failure.ReasonSourcesRefused, "sources", fmt.Errorf("HTTP 400")), failure.ReasonSourcesRefused, nil},
-		{"a customer's failure returned", failure.Permanent(status.CG3002, "sts", fmt.Errorf("denied")), failure.ReasonInternal, nil},
+			[]status.Message{status.UnavailableMessage("21", status.CG3000)},
+			outcomes.Record{State: "unavailable", Code: "CG3000", Reason: "retry budget spent", ApplicationID: "21"}},
+		{"sources refuses the PSK", failure.Operator(failure.ReasonSourcesUnauthorized, "sources", fmt.Errorf("HTTP 401")), failure.ReasonSourcesUnauthorized, nil,
+			outcomes.Record{State: "dead_lettered", Reason: "sources_unauthorized", ApplicationID: "21"}},
+		{"Cloudoreg's AWS credentials rejected", failure.Transient("sts", fmt.Errorf("InvalidClientTokenId: %w", failure.ErrConfiguration)), failure.ReasonConfiguration, nil,
+			outcomes.Record{State: "dead_lettered", Reason: "configuration", ApplicationID: "21"}},
+		{"sources refuses the read", failure.DeadLetter(failure.ReasonSourcesRefused, "sources", fmt.Errorf("HTTP 400")), failure.ReasonSourcesRefused, nil,
+			outcomes.Record{State: "dead_lettered", Reason: "sources_refused", ApplicationID: "21"}},
+		{"a customer's failure returned", failure.Permanent(status.CG3002, "sts", fmt.Errorf("denied")), failure.ReasonInternal, nil,
+			outcomes.Record{State: "dead_lettered", Reason: "internal", ApplicationID: "21"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, 1)
 			cfg := testConfig()
-			cfg.Partitions, cfg.InPlace, cfg.Budget = 1, 50*time.Millisecond, 0
-			rep := &nopReporter{}
-			w, _ := e.startWorker(cfg, alwaysFails{tc.err}, rep)
+			// Shorter than the first in-place delay: one attempt, given up at once.
+			cfg.Partitions, cfg.InPlace, cfg.Budget = 1, time.Millisecond, 0
+			g := &giveUps{}
+			w, _ := e.startWorker(cfg, alwaysFails{tc.err}, g)
 			js := e.connect()
 			e.publish(js, msg("9", 21))
 			dlq, err := js.OrderedConsumer(context.Background(), work.DLQStreamName, jetstream.OrderedConsumerConfig{})
@@ -630,20 +607,83 @@ func TestDeadLetterReasons(t *testing.T) {
 			}
 			// The report, if any, comes after the dead letter: wait for
 			// the message to leave the work stream before reading it.
-			deadline := time.Now().Add(waitLimit)
-			for testutilValue(w.metrics.DeadLetters.WithLabelValues(string(tc.reason))) != 1 || pending(t, js) != 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("the message did not leave the work stream")
-				}
-				time.Sleep(10 * time.Millisecond)
+			testkit.Await(t, waitLimit, "the message to leave the work stream", func() bool {
+				return testutilValue(w.metrics.DeadLetters.WithLabelValues(string(tc.reason))) == 1 && pending(t, js) == 0
+			})
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if fmt.Sprint(g.sent) != fmt.Sprint(tc.reported) {
+				t.Errorf("reported %+v, want %+v", g.sent, tc.reported)
 			}
-			rep.mu.Lock()
-			defer rep.mu.Unlock()
-			if fmt.Sprint(rep.sent) != fmt.Sprint(tc.reported) {
-				t.Errorf("reported %+v, want %+v", rep.sent, tc.reported)
+			for i, n := range g.dead {
+				if n != 1 {
+					t.Errorf("report %d: the customer was told with %d dead letters stored, want the one first", i, n)
+				}
+			}
+			got := outcome(t, js, "9")
+			want := tc.record
+			want.OrgID, want.Attempts, want.LastEvent, want.Origin, want.Time = "o1", 1, string(event.AuthUpdate), "test/21", got.Time
+			if got != want {
+				t.Errorf("outcome record %+v, want %+v", got, want)
+			}
+			if n := testutilValue(w.metrics.Work.WithLabelValues(string(event.AuthUpdate), want.State, want.Code)); n != 1 {
+				t.Errorf("work_total{state=%q,code=%q} = %v, want 1", want.State, want.Code, n)
 			}
 		})
 	}
+}
+
+// TestBudgetSpentAfterParking: a source that keeps failing transiently is
+// parked and retried until the budget is spent; then it is dead-lettered
+// once, given up to the customer once, its parked retry is gone and its
+// record counts every attempt.
+func TestBudgetSpentAfterParking(t *testing.T) {
+	e := newTestEnv(t, 1)
+	cfg := testConfig()
+	cfg.Partitions, cfg.InPlace, cfg.Budget = 1, time.Millisecond, 300*time.Millisecond
+	g := &giveUps{}
+	w, _ := e.startWorker(cfg, alwaysFails{failure.Transient("rhsm", fmt.Errorf("503"))}, g)
+	js := e.connect()
+	e.publish(js, msg("21", 42))
+	testkit.Await(t, waitLimit, "the budget to be spent", func() bool {
+		return testutilValue(w.metrics.Work.WithLabelValues(string(event.AuthUpdate), "unavailable", "CG3000")) == 1 && pending(t, js) == 0
+	})
+	if n := testutilValue(w.metrics.Parked); n < 1 {
+		t.Errorf("parked_total %v, want the source parked before", n)
+	}
+	if n := testutilValue(w.metrics.DeadLetters.WithLabelValues("budget_spent")); n != 1 {
+		t.Errorf("%v dead letters, want 1", n)
+	}
+	g.mu.Lock()
+	if !slices.Equal(g.sent, []status.Message{status.UnavailableMessage("42", status.CG3000)}) || !slices.Equal(g.dead, []uint64{1}) {
+		t.Errorf("told %v with %v dead letters stored, want CG3000 once after the dead letter", g.sent, g.dead)
+	}
+	g.mu.Unlock()
+	r := outcome(t, js, "21")
+	if r.State != "unavailable" || r.Code != "CG3000" || r.Attempts < 2 || !strings.HasPrefix(r.Origin, "retry/21/") {
+		t.Errorf("outcome record %+v, want CG3000 after the parked retries", r)
+	}
+	kv, err := js.KeyValue(context.Background(), ParkedBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(context.Background(), parkedKey("21")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("parked retry after the budget was spent: %v", err)
+	}
+}
+
+// outcome is the source's outcome record.
+func outcome(t *testing.T, js jetstream.JetStream, sourceID string) outcomes.Record {
+	t.Helper()
+	kv, err := js.KeyValue(context.Background(), outcomes.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := outcomes.New(kv).Get(context.Background(), sourceID)
+	if err != nil {
+		t.Fatalf("outcome of source %s: %v", sourceID, err)
+	}
+	return r
 }
 
 // pending is how many messages of the work stream are not yet acknowledged

@@ -1,0 +1,78 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
+	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
+	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+	"github.com/cloudoreg/cloudoreg/shared/work"
+)
+
+// Outcomes keeps each source's last outcome record.
+type Outcomes interface {
+	Get(ctx context.Context, sourceID string) (outcomes.Record, error)
+	Put(ctx context.Context, sourceID string, r outcomes.Record) error
+}
+
+// Record writes the source's outcome record for work that ended somewhere
+// (not for work handed back), so an operator can ask what happened to a
+// source. A periodic reconcile's outcome is first compared with the record
+// it replaces and what it repaired is counted on repairs. A failed write is
+// logged: the work itself is done.
+func Record(store Outcomes, repairs *prometheus.CounterVec, log *logrus.Entry) Wrapper {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, m work.Message) (reconcile.Outcome, error) {
+			o, err := next(ctx, m)
+			if handedBack(ctx) || o.State == "" {
+				return o, err
+			}
+			if err == nil && m.Kind == work.KindReconcile && o.State != reconcile.StateParked {
+				countRepairs(ctx, store, repairs, log, m.SourceID, o)
+			}
+			r := outcomes.Record{
+				OrgID: m.Tenant.OrgID, State: string(o.State), Code: string(o.Code), Reason: o.Reason,
+				ApplicationID: o.ApplicationID, AccountID: o.AccountID, Attempts: m.Attempt + o.Attempts,
+				LastEvent: m.Kind, Origin: m.Origin, Time: time.Now().UTC(),
+			}
+			if perr := store.Put(ctx, m.SourceID, r); perr != nil {
+				log.WithError(perr).Warn("recording the outcome failed")
+			}
+			return o, err
+		}
+	}
+}
+
+// countRepairs counts what a periodic reconcile repaired, by comparing its
+// outcome with the source's last recorded one (what the events before it
+// left; no record counts as anything else):
+//   - removed: it ends removed and the record did not say removed (the
+//     source held a claim, so a registration was left behind);
+//   - re-registered: it ends available and the record did not say
+//     available with the same AWS account;
+//   - status re-sent: it ends available or unavailable and the record said
+//     another state or code (the customer saw something else).
+func countRepairs(ctx context.Context, store Outcomes, counter *prometheus.CounterVec, log *logrus.Entry, sourceID string, o reconcile.Outcome) {
+	prev, _ := store.Get(ctx, sourceID)
+	var repairs []string
+	if o.State == reconcile.StateRemoved && prev.State != string(reconcile.StateRemoved) {
+		repairs = append(repairs, metrics.RepairRemoved)
+	}
+	if o.State == reconcile.StateAvailable && (prev.State != string(o.State) || prev.AccountID != o.AccountID) {
+		repairs = append(repairs, metrics.RepairReregistered)
+	}
+	reported := o.State == reconcile.StateAvailable || o.State == reconcile.StateUnavailable
+	if reported && (prev.State != string(o.State) || prev.Code != string(o.Code)) {
+		repairs = append(repairs, metrics.RepairStatusResent)
+	}
+	for _, r := range repairs {
+		counter.WithLabelValues(r).Inc()
+	}
+	if len(repairs) > 0 {
+		log.WithFields(logrus.Fields{"repairs": repairs, "recorded_state": prev.State, "recorded_code": prev.Code}).Warn("periodic reconcile repaired what an event had left")
+	}
+}
