@@ -230,8 +230,8 @@ func verdict(ok bool) string {
 // rate polls count until it reaches total and returns the rate from the
 // first sample that saw progress to the one that saw the total: start-up
 // (joining the group, binding consumers) is left out.
-func rate(ctx context.Context, total float64, limit time.Duration, count func() (float64, error)) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
+func rate(ctx context.Context, total float64, count func() (float64, error)) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, rowLimit)
 	defer cancel()
 	var (
 		t0   time.Time

@@ -171,7 +171,7 @@ func (e *env) bulkCreate(ctx context.Context, name, arn string) (source, error) 
 	defer resp.Body.Close()
 	var got struct{ Sources, Applications, Authentications []struct{ ID string } }
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusCreated || len(got.Sources) != 1 || len(got.Applications) != 1 || len(got.Authentications) != 1 {
-		return source{}, fmt.Errorf("bulk_create %s: HTTP %d, %v", name, resp.StatusCode, err)
+		return source{}, fmt.Errorf("bulk_create %s: HTTP %d, %w", name, resp.StatusCode, err)
 	}
 	return source{ID: got.Sources[0].ID, AppID: got.Applications[0].ID, AuthID: got.Authentications[0].ID, Account: arn[13:25]}, nil
 }

@@ -58,7 +58,7 @@ func measure(ctx context.Context, start func() (*proc, error), total float64, co
 		return measured{}, err
 	}
 	defer p.stop()
-	r, err := rate(ctx, total, rowLimit, count)
+	r, err := rate(ctx, total, count)
 	if err != nil {
 		return measured{}, fmt.Errorf("%s: %w", p.name, err)
 	}

@@ -47,13 +47,13 @@ func (e *env) resetState(ctx context.Context) error {
 	return e.workStream(ctx)
 }
 
-// enqueue publishes one work message of kind for each source, as the
+// enqueue publishes one ApplicationAuthentication.create for each source, as the
 // listener does, and waits until the stream stored them all.
-func (e *env) enqueue(ctx context.Context, kind string, srcs []source) error {
+func (e *env) enqueue(ctx context.Context, srcs []source) error {
 	run := e.name("work")
 	futs := make([]jetstream.PubAckFuture, 0, len(srcs))
 	for i, s := range srcs {
-		m := work.Message{Kind: kind, SourceID: s.ID, ApplicationID: s.AppID, AuthenticationID: s.AuthID,
+		m := work.Message{Kind: string(event.AppAuthCreate), SourceID: s.ID, ApplicationID: s.AppID, AuthenticationID: s.AuthID,
 			Tenant: event.Tenant{OrgID: benchOrg}, Origin: run + "/" + strconv.Itoa(i)}
 		f, err := e.js.PublishMsgAsync(workstream.NewMsg(m, m.Origin))
 		if err != nil {
@@ -135,14 +135,14 @@ func rowProcessorThroughput(ctx context.Context, e *env) ([]Row, error) {
 		if err := e.resetState(ctx); err != nil {
 			return rows, err
 		}
-		if err := e.enqueue(ctx, string(event.AppAuthCreate), srcs); err != nil {
+		if err := e.enqueue(ctx, srcs); err != nil {
 			return rows, err
 		}
 		ps, err := e.processors(ctx, "processor-throughput-"+strconv.Itoa(k), k)
 		if err != nil {
 			return rows, err
 		}
-		r, err := rate(ctx, float64(n), rowLimit, workCounter(ps, ""))
+		r, err := rate(ctx, float64(n), workCounter(ps, ""))
 		if err == nil && rss == 0 {
 			rss, err = ps[0].peakRSS()
 		}
@@ -173,7 +173,7 @@ func (e *env) ackOnlyRate(ctx context.Context, srcs []source) (float64, error) {
 		return 0, err
 	}
 	stopAll(ps)
-	if err := e.enqueue(ctx, string(event.AppAuthCreate), srcs); err != nil {
+	if err := e.enqueue(ctx, srcs); err != nil {
 		return 0, err
 	}
 	var acked atomic.Int64
@@ -198,7 +198,7 @@ func (e *env) ackOnlyRate(ctx context.Context, srcs []source) (float64, error) {
 		}
 		ccs = append(ccs, cc)
 	}
-	return rate(ctx, float64(len(srcs)), rowLimit, func() (float64, error) { return float64(acked.Load()), nil })
+	return rate(ctx, float64(len(srcs)), func() (float64, error) { return float64(acked.Load()), nil })
 }
 
 // callCounts is how many calls processors made to each dependency, from
@@ -252,7 +252,7 @@ func rowLatencyScaling(ctx context.Context, e *env) ([]Row, error) {
 	if err := e.resetState(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.enqueue(ctx, string(event.AppAuthCreate), srcs); err != nil {
+	if err := e.enqueue(ctx, srcs); err != nil {
 		return nil, err
 	}
 	busiest, err := e.busiestPartition(ctx)
@@ -272,7 +272,7 @@ func rowLatencyScaling(ctx context.Context, e *env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := rate(ctx, float64(n), rowLimit, workCounter(ps, ""))
+	r, err := rate(ctx, float64(n), workCounter(ps, ""))
 	var c callCounts
 	if err == nil {
 		c, err = processorCalls(ps)
@@ -467,7 +467,7 @@ func rowPeriodic(ctx context.Context, e *env) ([]Row, error) {
 	if err := e.resetState(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.enqueue(ctx, string(event.AppAuthCreate), srcs); err != nil {
+	if err := e.enqueue(ctx, srcs); err != nil {
 		return nil, err
 	}
 	k := e.opts.Processors[len(e.opts.Processors)/2]
@@ -475,7 +475,7 @@ func rowPeriodic(ctx context.Context, e *env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	createRate, err := rate(ctx, float64(n), rowLimit, workCounter(ps, ""))
+	createRate, err := rate(ctx, float64(n), workCounter(ps, ""))
 	var create callCounts
 	if err == nil {
 		create, err = processorCalls(ps)
