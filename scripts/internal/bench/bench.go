@@ -250,7 +250,7 @@ func rate(ctx context.Context, total float64, count func() (float64, error)) (fl
 		return v >= total, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("%.0f of %.0f after %s: %w", last, total, limit, err)
+		return 0, fmt.Errorf("%.0f of %.0f after %s: %w", last, total, rowLimit, err)
 	}
 	secs := time.Since(t0).Seconds()
 	if secs <= 0 || total == v0 {
