@@ -11,8 +11,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 
+	"errors"
+
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -110,4 +113,12 @@ func ConnectWatched(ctx context.Context, c config.NATS, name string, log *logrus
 		}
 	})
 	return nc, nil
+}
+
+// WrongRevision reports whether err is JetStream refusing a KV update or
+// delete because the key moved on since it was read (someone else won the
+// compare-and-set).
+func WrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 	"github.com/cloudoreg/cloudoreg/shared/failure"
+	"github.com/cloudoreg/cloudoreg/shared/natsconn"
 )
 
 // Bucket is the KV bucket of account claims.
@@ -111,7 +112,7 @@ func (s *Store) Claim(ctx context.Context, c reconcile.Claim) error {
 				return reconcile.ErrOtherOrg
 			}
 			_, err = s.kv.Update(ctx, accountKey(c.AccountID), value, entry.Revision())
-			if isWrongRevision(err) {
+			if natsconn.WrongRevision(err) {
 				continue
 			}
 		}
@@ -152,7 +153,7 @@ func (s *Store) Release(ctx context.Context, orgID, sourceID string) error {
 	if err := s.releaseAccount(ctx, held.AccountID, sourceID); err != nil {
 		return err
 	}
-	if err := s.kv.Delete(ctx, sourceKey(sourceID), jetstream.LastRevision(entry.Revision())); err != nil && !isWrongRevision(err) {
+	if err := s.kv.Delete(ctx, sourceKey(sourceID), jetstream.LastRevision(entry.Revision())); err != nil && !natsconn.WrongRevision(err) {
 		return failure.Transient("claims", err)
 	}
 	return nil
@@ -172,7 +173,7 @@ func (s *Store) releaseAccount(ctx context.Context, accountID, sourceID string) 
 		return nil
 	}
 	err = s.kv.Delete(ctx, accountKey(accountID), jetstream.LastRevision(entry.Revision()))
-	if err != nil && !isWrongRevision(err) {
+	if err != nil && !natsconn.WrongRevision(err) {
 		return failure.Transient("claims", err)
 	}
 	return nil
@@ -214,9 +215,4 @@ func (s *Store) Claimed(ctx context.Context) ([]reconcile.Claim, error) {
 		}
 	}
 	return out, nil
-}
-
-func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/pipeline"
+	"github.com/cloudoreg/cloudoreg/shared/natsconn"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
@@ -155,13 +156,8 @@ func (w *Worker) enqueueIfDue(ctx context.Context, key string) error {
 	w.metrics.RetriesEnqueued.Inc()
 	log.Info("parked retry due: reconcile enqueued")
 	err = w.parked.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
-	if err != nil && !isWrongRevision(err) {
+	if err != nil && !natsconn.WrongRevision(err) {
 		return err
 	}
 	return nil
-}
-
-func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
