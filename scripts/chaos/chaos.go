@@ -500,9 +500,8 @@ func settle(ctx context.Context, in *inspector, model []*source, limit time.Dura
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	why := "not checked yet"
 	for {
-		why = notSettled(ctx, in, model)
+		why := notSettled(ctx, in, model)
 		if why == "" {
 			return ""
 		}

@@ -101,8 +101,10 @@ type kafkaMsg struct {
 	Value     []byte
 }
 
-func (m kafkaMsg) origin(topic string) string {
-	return fmt.Sprintf("%s/%d/%d", topic, m.Partition, m.Offset)
+// origin is the work message origin (and dedup id) of an event: topic,
+// partition and offset.
+func (m kafkaMsg) origin() string {
+	return fmt.Sprintf("%s/%d/%d", eventsTopic, m.Partition, m.Offset)
 }
 
 func saramaConfig() *sarama.Config {

@@ -29,9 +29,8 @@ type poisonMsg struct {
 func poisonCorpus(org string, maxValue int) []poisonMsg {
 	ident := func(raw string) string { return base64.StdEncoding.EncodeToString([]byte(raw)) }
 	goodIdentity := ident(`{"identity":{"org_id":"` + org + `","account_number":"","type":"System","internal":{"org_id":"` + org + `"}},"entitlements":null}`)
-	h := func(eventType string, extra ...[2]string) [][2]string {
-		out := [][2]string{{"event_type", eventType}, {"x-rh-sources-org-id", org}, {"x-rh-identity", goodIdentity}, {"encoding", "json"}}
-		return append(out, extra...)
+	h := func(eventType string) [][2]string {
+		return [][2]string{{"event_type", eventType}, {"x-rh-sources-org-id", org}, {"x-rh-identity", goodIdentity}, {"encoding", "json"}}
 	}
 	noTenant := func(eventType, identity string) [][2]string {
 		return [][2]string{{"event_type", eventType}, {"x-rh-identity", identity}, {"encoding", "json"}}

@@ -129,7 +129,7 @@ func checkEvents(r *Result, ev evidence, byApp map[string]*source) {
 	}
 	createRouted := map[string]bool{} // application id -> its ApplicationAuthentication.create reached the stream
 	for _, m := range ev.events {
-		origin := m.origin(eventsTopic)
+		origin := m.origin()
 		n := stored[origin]
 		if label, ok := ev.poison[origin]; ok {
 			r.Poison++

@@ -47,7 +47,7 @@ func healthy() evidence {
 		m := kafkaMsg{Partition: 0, Offset: int64(i), Headers: map[string]string{"event_type": e.typ}, Value: []byte(e.value)}
 		ev.events = append(ev.events, m)
 		if e.source != "" {
-			ev.work = append(ev.work, workAt(uint64(len(ev.work)+1), e.source, m.origin(eventsTopic)))
+			ev.work = append(ev.work, workAt(uint64(len(ev.work)+1), e.source, m.origin()))
 		}
 	}
 	for i, s := range []status.Message{
@@ -90,13 +90,13 @@ func TestVerdictCatches(t *testing.T) {
 	}{
 		{"event missing from the work stream", func(ev *evidence) {
 			ev.work = ev.work[:1]
-			ev.work = append(ev.work, workAt(9, "1002", ev.events[2].origin(eventsTopic)), workAt(10, "1002", ev.events[3].origin(eventsTopic)))
+			ev.work = append(ev.work, workAt(9, "1002", ev.events[2].origin()), workAt(10, "1002", ev.events[3].origin()))
 		}, func(r Result) int { return r.Lost }},
 		{"event stored twice", func(ev *evidence) {
-			ev.work = append(ev.work, workAt(9, "1002", ev.events[3].origin(eventsTopic)))
+			ev.work = append(ev.work, workAt(9, "1002", ev.events[3].origin()))
 		}, func(r Result) int { return r.DupEvents }},
 		{"events of a source out of order", func(ev *evidence) {
-			ev.work[0], ev.work[1] = workAt(1, "1001", ev.events[1].origin(eventsTopic)), workAt(2, "1001", ev.events[0].origin(eventsTopic))
+			ev.work[0], ev.work[1] = workAt(1, "1001", ev.events[1].origin()), workAt(2, "1001", ev.events[0].origin())
 		}, func(r Result) int { return r.OrderViolations }},
 		{"stale status after a newer one", func(ev *evidence) {
 			addStatus(ev, 3, status.UnavailableMessage("2001", status.CG3002), sources.OutcomeApplied)
@@ -170,14 +170,14 @@ func TestPoisonCorpusIsPoison(t *testing.T) {
 			m.Headers[h[0]] = h[1]
 		}
 		ev.events = append(ev.events, m)
-		ev.poison[m.origin(eventsTopic)] = p.Label
+		ev.poison[m.origin()] = p.Label
 	}
 	var r Result
 	judge(&r, ev)
 	if r.Poison != len(ev.events) || r.Events != 0 || len(r.Failures) > 0 {
 		t.Fatalf("poison %d of %d, events %d, failures %v", r.Poison, len(ev.events), r.Events, r.Failures)
 	}
-	ev.work = append(ev.work, workAt(1, "99001", ev.events[0].origin(eventsTopic)))
+	ev.work = append(ev.work, workAt(1, "99001", ev.events[0].origin()))
 	judge(&r, ev)
 	if len(r.Failures) == 0 {
 		t.Fatal("a poison message in the work stream was not caught")

@@ -145,8 +145,19 @@ func TestRHSMConflictBothWays(t *testing.T) {
 	if app := h.awaitStatus(theirs.AppID); app.AvailabilityStatusError != status.CG1002.Text() {
 		t.Fatalf("account of another org: %q %q, want CG1002", app.AvailabilityStatus, app.AvailabilityStatusError)
 	}
-	// Sources re-emits the create while a source is not available; for ours
-	// the second registration answers 409 and must be success.
+	// Sources re-emits the create while a source is not available. A source
+	// that holds its account is checked with RHSM's listing, no second
+	// registration; one whose claim Cloudoreg lost (here: deleted) registers
+	// again, RHSM answers 409, and its own registration must be success.
+	kv, err := h.js.KeyValue(context.Background(), "CLOUDOREG_ACCOUNTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"account.123456789012", "source." + ours.SourceID} {
+		if err := kv.Delete(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
 	h.produceEvent(orgA, "ApplicationAuthentication.create", fmt.Sprintf(`{"id":1,"application_id":%s,"authentication_id":%s}`, ours.AppID, ours.AuthID))
 	h.awaitApp(ours.AppID, "was reported available twice", func(sourcesApp) bool {
 		return len(h.statuses(ours.AppID)) == 2

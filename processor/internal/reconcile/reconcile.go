@@ -273,7 +273,7 @@ func (r *Reconciler) verifyAndRegister(ctx context.Context, m work.Message, auth
 	if err := r.claim(ctx, claim); err != nil {
 		return "", err
 	}
-	return role.AccountID, r.register(ctx, claim)
+	return role.AccountID, r.register(ctx, claim, held == role.AccountID)
 }
 
 // checkAuthentication applies the contract's checks (CG2002, CG2001, CG2004,
@@ -335,7 +335,17 @@ func (r *Reconciler) claim(ctx context.Context, c Claim) error {
 
 // register registers the account; a 409 is success when RHSM shows this org
 // already holds it for this source, and CG1002 otherwise (another org owns it).
-func (r *Reconciler) register(ctx context.Context, c Claim) error {
+//
+// A source that already held the account was registered before: RHSM's
+// listing is asked first, so re-verifying it costs one call, not a 409 and
+// a listing; only when RHSM lost the registration is it made again.
+func (r *Reconciler) register(ctx context.Context, c Claim, heldBefore bool) error {
+	if heldBefore {
+		ours, err := r.Registry.Registered(ctx, c.OrgID, c.AccountID, c.SourceID)
+		if err != nil || ours {
+			return err
+		}
+	}
 	err := r.Registry.Register(ctx, c.OrgID, c.AccountID, c.SourceID)
 	if !errors.Is(err, failure.ErrConflict) {
 		return err

@@ -197,8 +197,9 @@ func TestAccountNumberKeptInClaim(t *testing.T) {
 	}
 }
 
-// Duplicates and re-emitted creates converge: RHSM's 409 for our own
-// registration is success.
+// Duplicates and re-emitted creates converge: the first registers, every
+// later one finds the source holding its account and RHSM listing it, so it
+// costs one listing and no second registration.
 func TestDuplicatesConverge(t *testing.T) {
 	w := setup()
 	for i, kind := range []string{create, create, update, work.KindCheck, create} {
@@ -207,8 +208,8 @@ func TestDuplicatesConverge(t *testing.T) {
 			t.Fatalf("%d %s: %+v, %v", i, kind, o, err)
 		}
 	}
-	if n := len(w.callsTo("Registry.Register ")); n != 5 {
-		t.Errorf("%d registrations", n)
+	if n := len(w.callsTo("Registry.Register ")); n != 1 {
+		t.Errorf("%d registrations, want 1", n)
 	}
 	if n := len(w.callsTo("Registry.Registered org=1234567 account=" + account + " source=11")); n != 4 {
 		t.Errorf("%d Registered checks", n)
@@ -491,6 +492,7 @@ func TestUnavailable(t *testing.T) {
 			w.failNext("Verify", failure.Permanent(status.CG1004, "arn", errors.New("invalid")))
 		}, status.CG1004, true},
 		{"CR4000 RHSM refused", create, func(w *world) {
+			delete(w.registrations, account) // RHSM lost it: the source registers again
 			w.failNext("Register", failure.Permanent(status.CR4000, "rhsm", errors.New("400 Bad Request")))
 		}, status.CR4000, true},
 	}
@@ -1345,4 +1347,21 @@ func TestWrongTenantChangesNoClaim(t *testing.T) {
 			})
 		}
 	}
+}
+
+// A registration RHSM lost behind Cloudoreg's back (the source still holds
+// its account) is made again: one listing that misses it, one registration.
+func TestLostRegistrationIsMadeAgain(t *testing.T) {
+	w := setup()
+	registered(t, w)
+	delete(w.registrations, account)
+	w.calls = nil
+	o, err := run(t, w, msg(work.KindCheck))
+	if err != nil || o.State != StateAvailable {
+		t.Fatalf("%+v, %v", o, err)
+	}
+	if n, m := len(w.callsTo("Registry.Registered ")), len(w.callsTo("Registry.Register ")); n != 1 || m != 1 {
+		t.Errorf("%d listings and %d registrations, want 1 and 1", n, m)
+	}
+	wantRegistered(t, w, map[string]registration{account: {org, src}})
 }
