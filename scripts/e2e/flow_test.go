@@ -30,6 +30,10 @@ func TestCreateOutcomes(t *testing.T) {
 		{name: "wrong-authtype", spec: sourceSpec{arn: roleOpen, authType: "arn"}, code: status.CG2001},
 		{name: "no-arn", spec: sourceSpec{arn: ""}, code: status.CG2004},
 		{name: "wrong-external-id", spec: sourceSpec{arn: roleTrusted, externalID: "guessed"}, code: status.CG3002},
+		// AWS refuses an external id under 2 characters with ValidationError:
+		// the customer's role setup, as cloudigrade reported it.
+		{name: "one-character-external-id", spec: sourceSpec{arn: roleTrusted, externalID: "x"}, code: status.CG3002},
+		{name: "external-id-with-a-space", spec: sourceSpec{arn: roleTrusted, externalID: "not allowed"}, code: status.CG3002},
 	}
 	made := map[string]created{}
 	for _, c := range cases {
