@@ -11,6 +11,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/scripts/internal/supervise"
@@ -32,8 +33,11 @@ const host = "127.0.0.1"
 
 // Ports are where the stack and the programs listen, all on 127.0.0.1.
 type Ports struct {
-	Kafka, NATS, Sources, RHSM, STS int
-	ListenerMetrics                 int
+	Kafka, Sources, RHSM, STS int
+	// NATS and NATSRoute are the client and route ports of the first NATS
+	// server; server i of a cluster listens on NATS+i and NATSRoute+i.
+	NATS, NATSRoute int
+	ListenerMetrics int
 	// ProcessorMetrics[i] and ProcessorPrivate[i] are processor i's metrics
 	// port and availability-check port.
 	ProcessorMetrics, ProcessorPrivate []int
@@ -42,7 +46,7 @@ type Ports struct {
 // DocumentedPorts are the README's ports for a system of n processors
 // (what `make run` and `make demo` use).
 func DocumentedPorts(n int) Ports {
-	p := Ports{Kafka: 9092, NATS: 4222, Sources: 8000, RHSM: 8001, STS: 8002, ListenerMetrics: ListenerMetrics}
+	p := Ports{Kafka: 9092, NATS: 4222, NATSRoute: 6222, Sources: 8000, RHSM: 8001, STS: 8002, ListenerMetrics: ListenerMetrics}
 	for i := 0; i < n; i++ {
 		p.ProcessorMetrics = append(p.ProcessorMetrics, ProcessorMetricsBase+i)
 		p.ProcessorPrivate = append(p.ProcessorPrivate, ProcessorPrivateBase+i)
@@ -50,37 +54,58 @@ func DocumentedPorts(n int) Ports {
 	return p
 }
 
-// FreePorts picks ports that are free now for a system of n processors, so
-// that tests never collide with the documented ports a developer's `make run`
+// FreePorts picks ports that are free now for a system of n processors and
+// natsServers NATS servers (consecutive client and route ports), so that
+// tests never collide with the documented ports a developer's `make run`
 // holds. Ports are fixed for the life of the system: a restarted broker must
 // come back where its clients look for it. They are drawn from 20000-32767,
 // below Linux's ephemeral range (32768-60999): while a killed process is away
 // from its port, no client connection or port-0 listener of another test can
 // be given it.
-func FreePorts(n int) (Ports, error) {
-	const lo, hi = 20000, 32768
-	nums := make([]int, 0, 6+2*n)
+func FreePorts(n, natsServers int) (Ports, error) {
+	natsServers = max(1, natsServers)
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
 	}()
-	for tries := 0; len(nums) < cap(nums); tries++ {
-		if tries > 2000 {
-			return Ports{}, fmt.Errorf("no %d free ports found in %d-%d", cap(nums), lo, hi-1)
+	// run reserves size consecutive free ports and returns the first.
+	run := func(size int) (int, error) {
+		const lo, hi = 20000, 32768
+	next:
+		for tries := 0; tries < 2000; tries++ {
+			p := lo + rand.IntN(hi-lo-size)
+			var held []net.Listener
+			for q := p; q < p+size; q++ {
+				ln, err := net.Listen("tcp", addr(q))
+				if err != nil { // taken (also by one picked already, which is held open)
+					for _, h := range held {
+						_ = h.Close()
+					}
+					continue next
+				}
+				held = append(held, ln)
+			}
+			lns = append(lns, held...)
+			return p, nil
 		}
-		p := lo + rand.IntN(hi-lo)
-		ln, err := net.Listen("tcp", addr(p))
-		if err != nil {
-			continue // taken (also by one picked already, which is held open)
+		return 0, fmt.Errorf("no %d consecutive free ports found in %d-%d", size, lo, hi-1)
+	}
+	sizes := []int{1, natsServers, natsServers, 1, 1, 1, 1}
+	for i := 0; i < 2*n; i++ {
+		sizes = append(sizes, 1)
+	}
+	nums := make([]int, len(sizes))
+	for i, size := range sizes {
+		var err error
+		if nums[i], err = run(size); err != nil {
+			return Ports{}, err
 		}
-		lns = append(lns, ln)
-		nums = append(nums, p)
 	}
 	return Ports{
-		Kafka: nums[0], NATS: nums[1], Sources: nums[2], RHSM: nums[3], STS: nums[4], ListenerMetrics: nums[5],
-		ProcessorMetrics: nums[6 : 6+n], ProcessorPrivate: nums[6+n:],
+		Kafka: nums[0], NATS: nums[1], NATSRoute: nums[2], Sources: nums[3], RHSM: nums[4], STS: nums[5], ListenerMetrics: nums[6],
+		ProcessorMetrics: nums[7 : 7+n], ProcessorPrivate: nums[7+n:],
 	}, nil
 }
 
@@ -94,9 +119,14 @@ type Options struct {
 	// Ports: nil means the documented ports.
 	Ports *Ports
 	// Split runs the stack as three processes (Kafka, NATS, the stand-ins)
-	// instead of one, so that a broker can be restarted on its own. Kafka
-	// keeps its log and NATS its JetStream store in DataDir across restarts.
+	// instead of one, so that a broker can be restarted on its own, and each
+	// server of a NATS cluster as a process of its own. Kafka keeps its log
+	// and NATS its JetStream store in DataDir across restarts.
 	Split bool
+	// NATSServers is how many NATS servers run, clustered on loopback
+	// (STACK_NATS_CLUSTER); 0 or 1: one server. The programs' NATS_URL lists
+	// them all.
+	NATSServers int
 	// DataDir is the stack's data directory (STACK_DATA_DIR); empty: each
 	// stack process uses a temporary one. Split needs it to keep data
 	// across broker restarts.
@@ -110,10 +140,12 @@ type System struct {
 	ports Ports
 	// Stack is the whole local stack (one process), unless Options.Split.
 	Stack *supervise.Running
-	// Kafka, NATS and StandIns are the stack's parts when Options.Split.
-	Kafka, NATS, StandIns *supervise.Running
-	Listener              *supervise.Running
-	Processors            []*supervise.Running
+	// Kafka, NATS and StandIns are the stack's parts when Options.Split,
+	// NATS one process per NATS server.
+	Kafka, StandIns *supervise.Running
+	NATS            []*supervise.Running
+	Listener        *supervise.Running
+	Processors      []*supervise.Running
 }
 
 // Start starts the stack, then the processors (they declare the work
@@ -133,8 +165,14 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		if s.Kafka, err = s.Launch(ctx, s.KafkaProc()); err != nil {
 			return s, err
 		}
-		if s.NATS, err = s.Launch(ctx, s.NATSProc()); err != nil {
-			return s, err
+		for i := 0; i < s.natsServers(); i++ {
+			r, err := s.Launch(ctx, s.NATSProc(i))
+			if r != nil {
+				s.NATS = append(s.NATS, r)
+			}
+			if err != nil {
+				return s, err
+			}
 		}
 		if s.StandIns, err = s.Launch(ctx, s.StandInsProc()); err != nil {
 			return s, err
@@ -181,8 +219,16 @@ func (s *System) Ports() Ports { return s.ports }
 // KafkaAddr is the broker's host:port.
 func (s *System) KafkaAddr() string { return addr(s.ports.Kafka) }
 
-// NATSURL is the NATS server's URL.
-func (s *System) NATSURL() string { return "nats://" + addr(s.ports.NATS) }
+// NATSURL lists the URL of every NATS server, comma-separated (NATS_URL).
+func (s *System) NATSURL() string {
+	urls := make([]string, s.natsServers())
+	for i := range urls {
+		urls[i] = "nats://" + addr(s.ports.NATS+i)
+	}
+	return strings.Join(urls, ",")
+}
+
+func (s *System) natsServers() int { return max(1, s.opts.NATSServers) }
 
 // SourcesURL is the base URL of the Sources stand-in.
 func (s *System) SourcesURL() string { return "http://" + addr(s.ports.Sources) }
@@ -207,6 +253,7 @@ func (s *System) stackEnv(extra ...string) []string {
 	p := s.ports
 	env := []string{
 		"KAFKA_PORT=" + strconv.Itoa(p.Kafka), "NATS_PORT=" + strconv.Itoa(p.NATS),
+		"STACK_NATS_ROUTE_PORT=" + strconv.Itoa(p.NATSRoute), "STACK_NATS_CLUSTER=" + strconv.Itoa(s.natsServers()),
 		"SOURCES_PORT=" + strconv.Itoa(p.Sources), "RHSM_PORT=" + strconv.Itoa(p.RHSM), "STS_PORT=" + strconv.Itoa(p.STS),
 		"KAFKA_BROKERS=" + s.KafkaAddr(),
 	}
@@ -242,12 +289,16 @@ func (s *System) KafkaProc() supervise.Proc {
 	}
 }
 
-// NATSProc is the stack's NATS server alone, keeping its store in DataDir.
-func (s *System) NATSProc() supervise.Proc {
+// NATSProc is the stack's NATS server i (from 0) alone, keeping its store
+// in DataDir: "nats", or "nats-<i+1>" of a cluster.
+func (s *System) NATSProc(i int) supervise.Proc {
+	name, env := "nats", s.stackEnv("STACK_SKIP_STANDINS=true", "STACK_EXTERNAL_KAFKA=true")
+	if s.natsServers() > 1 {
+		name, env = fmt.Sprintf("nats-%d", i+1), append(env, "STACK_NATS_NODE="+strconv.Itoa(i+1))
+	}
 	return supervise.Proc{
-		Name: "nats", Path: filepath.Join(s.opts.BinDir, "stack"),
-		Env:       s.stackEnv("STACK_SKIP_STANDINS=true", "STACK_EXTERNAL_KAFKA=true"),
-		ReadyAddr: addr(s.ports.NATS),
+		Name: name, Path: filepath.Join(s.opts.BinDir, "stack"), Env: env,
+		ReadyAddr: addr(s.ports.NATS + i),
 	}
 }
 
@@ -299,7 +350,9 @@ func (s *System) Exited() <-chan string {
 func (s *System) all() []*supervise.Running {
 	var rs []*supervise.Running
 	order := append([]*supervise.Running{s.Listener}, s.Processors...)
-	order = append(order, s.Stack, s.StandIns, s.NATS, s.Kafka)
+	order = append(order, s.Stack, s.StandIns)
+	order = append(order, s.NATS...)
+	order = append(order, s.Kafka)
 	for _, r := range order {
 		if r != nil {
 			rs = append(rs, r)
