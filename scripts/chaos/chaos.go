@@ -418,7 +418,7 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 	if sc.cluster {
 		natsServers, env = natsCluster, append(append([]string(nil), clusterEnv...), o.Env...)
 	}
-	progress("starting Kafka, %d NATS server(s), the stand-ins, %d processors and the listener", natsServers, processors)
+	progress("starting Kafka, %s, the stand-ins, %d processors and the listener", map[bool]string{false: "NATS", true: fmt.Sprintf("a cluster of %d NATS servers", natsCluster)}[sc.cluster], processors)
 	sys, err := startSystem(ctx, o.BinDir, dataDir, skips, natsServers, env)
 	if err != nil {
 		res.Err = fmt.Errorf("starting the system: %w", err)
@@ -513,20 +513,28 @@ func settle(ctx context.Context, in *inspector, model []*source, limit time.Dura
 }
 
 // waitFor checks cond every 250ms until it returns "" or limit passes,
-// and returns its last answer (what was still missing).
+// and returns its last answer (what was still missing). Each check has 5s:
+// a request to a NATS server that has just restarted, before it has found
+// its cluster, gets no answer, and must not hold the wait to its end.
 func waitFor(ctx context.Context, limit time.Duration, cond func(context.Context) string) string {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	last := "not checked"
 	for {
-		why := cond(ctx)
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		why := cond(cctx)
+		ccancel()
 		if why == "" {
 			return ""
 		}
+		if ctx.Err() == nil { // an answer cut short by the deadline tells nothing
+			last = why
+		}
 		select {
 		case <-ctx.Done():
-			return why
+			return last
 		case <-tick.C:
 		}
 	}

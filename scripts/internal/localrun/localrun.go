@@ -14,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/cloudoreg/cloudoreg/scripts/internal/supervise"
 )
 
@@ -174,6 +177,11 @@ func Start(ctx context.Context, o Options) (*System, error) {
 				return s, err
 			}
 		}
+		if s.natsServers() > 1 {
+			if err := awaitJetStream(ctx, s.NATSURL()); err != nil {
+				return s, err
+			}
+		}
 		if s.StandIns, err = s.Launch(ctx, s.StandInsProc()); err != nil {
 			return s, err
 		}
@@ -193,6 +201,35 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// awaitJetStream waits until the NATS servers at url answer JetStream
+// requests. Servers of a cluster elect their meta leader only once a quorum
+// of them has met, and a request sent before is lost: the processors' first
+// declarations would wait for their timeout.
+func awaitJetStream(ctx context.Context, url string) error {
+	nc, err := nats.Connect(url, nats.Name("cloudoreg-localrun"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		_, err := js.AccountInfo(actx)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the NATS cluster has no JetStream: %w", err)
+		}
+	}
 }
 
 // Launch starts p and waits (up to a minute) until it is ready. On a

@@ -130,7 +130,7 @@ func (s *Stack) start(ctx context.Context, cfg Config, log *logrus.Logger) error
 		return err
 	}
 	if !cfg.ExternalNATS {
-		if err := s.startNATS(cfg, dir); err != nil {
+		if err := s.startNATS(cfg, dir, log); err != nil {
 			return err
 		}
 	}
@@ -161,18 +161,18 @@ func (s *Stack) startKafka(cfg Config, dir string) error {
 	return nil
 }
 
-func (s *Stack) startNATS(cfg Config, dir string) error {
+func (s *Stack) startNATS(cfg Config, dir string, log *logrus.Logger) error {
 	if cfg.NATSCluster <= 1 {
 		ns, err := startNATSServer(cfg.BindHost, cfg.NATSPort, &server.Options{
 			ServerName: "cloudoreg-local", StoreDir: filepath.Join(dir, "nats"),
-		})
+		}, nil)
 		if err != nil {
 			return err
 		}
 		s.NATS, s.NATSURL = ns, ns.ClientURL()
 		return nil
 	}
-	return s.startNATSCluster(cfg, dir)
+	return s.startNATSCluster(cfg, dir, log)
 }
 
 // NATSServerName is the name of server i (from 0) of the local cluster,
@@ -183,7 +183,7 @@ func NATSServerName(i int) string { return fmt.Sprintf("cloudoreg-local-%d", i+1
 // (all, or only NATSNode's). Every server is given every route, itself
 // included (the server skips it): JetStream sizes its first meta group
 // from the configured routes.
-func (s *Stack) startNATSCluster(cfg Config, dir string) error {
+func (s *Stack) startNATSCluster(cfg Config, dir string, log *logrus.Logger) error {
 	n := cfg.NATSCluster
 	if cfg.NATSNode < 0 || cfg.NATSNode > n {
 		return fmt.Errorf("nats: STACK_NATS_NODE %d is not a server of a cluster of %d", cfg.NATSNode, n)
@@ -215,7 +215,7 @@ func (s *Stack) startNATSCluster(cfg Config, dir string) error {
 			StoreDir:   filepath.Join(dir, fmt.Sprintf("nats-%d", i+1)),
 			Cluster:    server.ClusterOpts{Name: "cloudoreg-local", Host: cfg.BindHost, Port: routePorts[i]},
 			Routes:     routes,
-		})
+		}, natsLogger{log.WithField("nats_server", NATSServerName(i))})
 		if err != nil {
 			shutdownAll(started)
 			return fmt.Errorf("%w (server %d of %d)", err, i+1, n)
@@ -235,8 +235,10 @@ func (s *Stack) startNATSCluster(cfg Config, dir string) error {
 }
 
 // startNATSServer starts a JetStream server on host:port (0: a free one)
-// with the rest of opts, and waits until it takes connections.
-func startNATSServer(host string, port int, opts *server.Options) (*server.Server, error) {
+// with the rest of opts, and waits until it takes connections. A cluster's
+// servers log to the stack's log (routes, elections, catching up: what to
+// read when a server was lost); a lone server says nothing.
+func startNATSServer(host string, port int, opts *server.Options, logger server.Logger) (*server.Server, error) {
 	if port != 0 {
 		// The embedded server only logs a port it cannot bind and never
 		// becomes ready; binding it first names the real error.
@@ -254,6 +256,9 @@ func startNATSServer(host string, port int, opts *server.Options) (*server.Serve
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
+	}
+	if logger != nil {
+		ns.SetLoggerV2(logger, false, false, false)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
@@ -321,6 +326,17 @@ func awaitJetStreamCluster(servers []*server.Server, limit time.Duration) error 
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// natsLogger writes a NATS server's notices, warnings and errors to the
+// stack's log (its debug and trace are off).
+type natsLogger struct{ log *logrus.Entry }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Infof(format, v...) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warnf(format, v...) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Errorf(format, v...) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Fatalf(format, v...) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debugf(format, v...) }
+func (l natsLogger) Tracef(format string, v ...any)  { l.log.Tracef(format, v...) }
 
 // NATSServers are the NATS servers this process runs, NATS first.
 func (s *Stack) NATSServers() []*server.Server {
