@@ -91,7 +91,8 @@ type Scenario struct {
 	cluster bool
 }
 
-// Scenarios are the faults of issue 7, in order.
+// Scenarios are the faults of issue 7, in order, then the loss of a NATS
+// server of a cluster (issue 14).
 var Scenarios = []Scenario{
 	{"listener-kill", "kill -9 the listener at random moments and restart it, repeatedly", injectListenerKills, false},
 	{"processor-kill", "kill -9 one of three processors at random moments and restart it, repeatedly", injectProcessorKills, false},
@@ -414,11 +415,12 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 	defer os.RemoveAll(dataDir)
 
 	skips := &skipCounter{w: out}
-	natsServers, env := 1, o.Env
+	natsServers, env, nats := 1, o.Env, "NATS"
 	if sc.cluster {
 		natsServers, env = natsCluster, append(append([]string(nil), clusterEnv...), o.Env...)
+		nats = fmt.Sprintf("a cluster of %d NATS servers", natsCluster)
 	}
-	progress("starting Kafka, %s, the stand-ins, %d processors and the listener", map[bool]string{false: "NATS", true: fmt.Sprintf("a cluster of %d NATS servers", natsCluster)}[sc.cluster], processors)
+	progress("starting Kafka, %s, the stand-ins, %d processors and the listener", nats, processors)
 	sys, err := startSystem(ctx, o.BinDir, dataDir, skips, natsServers, env)
 	if err != nil {
 		res.Err = fmt.Errorf("starting the system: %w", err)
@@ -505,8 +507,9 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 }
 
 // settle waits until the listener has committed every event, the
-// processors have nothing pending, nothing is parked, and every source is
-// in its deserved state; it returns what was still missing at the
+// processors have nothing pending, nothing is parked, every stream has its
+// leader and all replicas current, and every source is in its deserved
+// state; it returns what was still missing at the
 // deadline, or "".
 func settle(ctx context.Context, in *inspector, model []*source, limit time.Duration) string {
 	return waitFor(ctx, limit, func(ctx context.Context) string { return notSettled(ctx, in, model) })

@@ -90,10 +90,7 @@ func (s *system) stop() []string {
 	if err := s.sys.Stop(30 * time.Second); err != nil {
 		problems = append(problems, err.Error())
 	}
-	for _, r := range s.all() {
-		if r == nil {
-			continue
-		}
+	for _, r := range s.sys.Processes() {
 		select {
 		case <-r.Done():
 			if err := r.Err(); err != nil {
@@ -153,12 +150,6 @@ func natsProc(i int) proc {
 		func(s *localrun.System) supervise.Proc { return s.NATSProc(i) }}
 }
 
-// all lists every process of the system.
-func (s *system) all() []*supervise.Running {
-	all := append([]*supervise.Running{s.sys.Listener, s.sys.Kafka, s.sys.StandIns}, s.sys.NATS...)
-	return append(all, s.sys.Processors...)
-}
-
 // kill sends SIGKILL to the process and waits for it to be reaped.
 func (s *system) kill(p proc) int {
 	s.mu.Lock()
@@ -208,7 +199,7 @@ func (s *system) relaunch(p proc) error {
 func (s *system) exited() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range s.all() {
+	for _, r := range s.sys.Processes() {
 		select {
 		case <-r.Done():
 			return fmt.Sprintf("%s (pid %d): %v", r.Name, r.Pid(), r.Err())

@@ -219,6 +219,8 @@ func awaitJetStream(ctx context.Context, url string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		actx, acancel := context.WithTimeout(ctx, time.Second)
 		_, err := js.AccountInfo(actx)
@@ -226,8 +228,10 @@ func awaitJetStream(ctx context.Context, url string) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return fmt.Errorf("the NATS cluster has no JetStream: %w", err)
+		case <-tick.C:
 		}
 	}
 }
@@ -371,7 +375,7 @@ func (s *System) ProcessorProc(i int) supervise.Proc {
 // Exited is closed when any process exits.
 func (s *System) Exited() <-chan string {
 	ch := make(chan string, 1)
-	for _, r := range s.all() {
+	for _, r := range s.Processes() {
 		go func(r *supervise.Running) {
 			<-r.Done()
 			select {
@@ -383,8 +387,8 @@ func (s *System) Exited() <-chan string {
 	return ch
 }
 
-// all lists the processes in stopping order.
-func (s *System) all() []*supervise.Running {
+// Processes lists the running processes in stopping order.
+func (s *System) Processes() []*supervise.Running {
 	var rs []*supervise.Running
 	order := append([]*supervise.Running{s.Listener}, s.Processors...)
 	order = append(order, s.Stack, s.StandIns)
@@ -403,7 +407,7 @@ func (s *System) all() []*supervise.Running {
 // the brokers they use). A process that already exited is skipped.
 func (s *System) Stop(grace time.Duration) error {
 	var first error
-	for _, r := range s.all() {
+	for _, r := range s.Processes() {
 		select {
 		case <-r.Done():
 			continue

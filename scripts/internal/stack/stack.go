@@ -1,8 +1,8 @@
 // Package stack runs Cloudoreg's surroundings on one machine with no
 // installed services: a Kafka-protocol broker (kfake), an embedded NATS
-// server with JetStream (or a cluster of them), and stand-ins for Sources, RHSM and STS that speak
-// the real wire formats. `make stack` runs it as a program; the end-to-end
-// tests run it in-process on port 0.
+// server with JetStream (or a cluster of them), and stand-ins for Sources,
+// RHSM and STS that speak the real wire formats. `make stack` runs it as a
+// program; the end-to-end tests run it in-process on port 0.
 package stack
 
 import (
