@@ -19,8 +19,8 @@ GOLANGCI_LINT := $(BIN)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 all: build
 
-build: ## bin/listener, bin/processor, bin/stack and the run/demo tools
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./listener/cmd/listener ./processor/cmd/processor ./scripts/cmd/stack ./scripts/cmd/run ./scripts/cmd/demo
+build: ## bin/listener, bin/processor, bin/cloudoregctl, bin/stack and the run/demo tools
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./listener/cmd/listener ./processor/cmd/processor ./processor/cmd/cloudoregctl ./scripts/cmd/stack ./scripts/cmd/run ./scripts/cmd/demo
 
 run: build ## the local stack, the listener and two processors, logs interleaved; Ctrl-C stops
 	./$(BIN)/run -bin $(BIN)
@@ -35,7 +35,7 @@ chaos: build ## fault injection on the real programs, every scenario (a few minu
 	$(GO) build -o $(BIN)/ ./scripts/cmd/chaos
 	./$(BIN)/chaos -bin $(BIN)
 
-test: vet modules ## every test, with the race detector, as CI runs them
+test: vet modules lint ## every test, with the race detector, as CI runs them (after vet, the module checks and the linter)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(MODULES)
 
 vet:
@@ -48,8 +48,9 @@ modules: ## each module stands on its own: builds, vets and is tidy outside the 
 			{ echo "module $$m does not stand on its own (see above): require what it imports, then GOWORK=off go mod tidy in $$m/"; exit 1; }; \
 	done
 
-bench: ## benchmarks (ratios against a baseline measured in the same run)
-	$(GO) test -run '^$$' -bench . -benchmem $(MODULES)
+bench: build ## the performance table (bin/bench-results.txt and .json), under 10 minutes; see README "Performance"
+	$(GO) build -o $(BIN)/ ./scripts/cmd/bench
+	./$(BIN)/bench -bin $(BIN) $(BENCH_FLAGS)
 
 lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml (the import boundary of the core included)
 	$(GOLANGCI_LINT) run $(MODULES)

@@ -23,7 +23,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/kafka"
 	"github.com/cloudoreg/cloudoreg/shared/natsconn"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
-	"github.com/cloudoreg/cloudoreg/shared/sources"
+	"github.com/cloudoreg/cloudoreg/shared/sourcesapi"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
 
@@ -34,7 +34,7 @@ type Config struct {
 	Sources config.Sources
 	Log     config.Log
 
-	EventsTopic string `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream"`
+	EventsTopic string `env:"KAFKA_EVENTS_TOPIC" envDefault:"platform.sources.event-stream" clowder:"topic"`
 	GroupID     string `env:"KAFKA_GROUP_ID" envDefault:"cloudoreg-listener"`
 	// InstanceID makes the listener a static group member (KIP-345): a
 	// restarted listener takes its partitions back at once instead of
@@ -49,14 +49,17 @@ type Config struct {
 
 	// BindHost is the interface the HTTP ports listen on: loopback for the
 	// local stack, 0.0.0.0 in a pod (the deployment template sets it).
-	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
-	MetricsPort int    `env:"METRICS_PORT" envDefault:"9100"`
-	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
+	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1" clowder:"bindHost"`
+	MetricsPort int    `env:"METRICS_PORT" envDefault:"9100" clowder:"metricsPort"`
+	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics" clowder:"metricsPath"`
 
-	IndexTTL       time.Duration `env:"ROUTING_INDEX_TTL" envDefault:"2160h"`
-	KVReplicas     int           `env:"KV_REPLICAS" envDefault:"1"`
-	MaxInFlight    int           `env:"LISTENER_MAX_INFLIGHT" envDefault:"256"`
-	MaxEventBytes  int           `env:"LISTENER_MAX_EVENT_BYTES" envDefault:"1048576"`
+	IndexTTL      time.Duration `env:"ROUTING_INDEX_TTL" envDefault:"2160h"`
+	KVReplicas    int           `env:"KV_REPLICAS" envDefault:"1"`
+	MaxInFlight   int           `env:"LISTENER_MAX_INFLIGHT" envDefault:"256"`
+	MaxEventBytes int           `env:"LISTENER_MAX_EVENT_BYTES" envDefault:"1048576"`
+	// EventLogRate bounds the "event forwarded" lines per partition and
+	// second; above it they are summarised (a backlog replay).
+	EventLogRate   int           `env:"LISTENER_EVENT_LOG_RATE" envDefault:"100"`
 	PublishTimeout time.Duration `env:"LISTENER_PUBLISH_TIMEOUT" envDefault:"5s"`
 	RetryBase      time.Duration `env:"LISTENER_RETRY_BASE" envDefault:"200ms"`
 	RetryMax       time.Duration `env:"LISTENER_RETRY_MAX" envDefault:"10s"`
@@ -64,23 +67,11 @@ type Config struct {
 }
 
 // LoadConfig reads the configuration from the environment, overlaid by
-// Clowder's cdappconfig.json when ACG_CONFIG is set.
+// Clowder's cdappconfig.json when ACG_CONFIG is set (the clowder tags above).
 func LoadConfig() (Config, error) {
 	var c Config
-	if err := config.Parse(&c); err != nil {
-		return c, err
-	}
-	o, err := config.ClowderFromEnv()
-	if err != nil {
-		return c, err
-	}
-	c.Kafka = o.Kafka(c.Kafka)
-	c.EventsTopic = o.Topic(c.EventsTopic)
-	c.Sources = o.Sources(c.Sources)
-	c.BindHost = o.BindHost(c.BindHost)
-	c.MetricsPort = o.MetricsPort(c.MetricsPort)
-	c.MetricsPath = o.MetricsPath(c.MetricsPath)
-	return c, nil
+	err := config.Load(&c)
+	return c, err
 }
 
 // Listener is a running listener.
@@ -101,7 +92,7 @@ func New(cfg Config, log *logrus.Entry) (*Listener, error) {
 		cfg:     cfg,
 		log:     log,
 		metrics: metrics.New(),
-		ready:   ops.NewReadiness("kafka", "nats", "stream"),
+		ready:   ops.NewReadiness(ops.CheckKafka, ops.CheckNATS, ops.CheckStream),
 	}
 	srv, err := ops.Listen(net.JoinHostPort(cfg.BindHost, strconv.Itoa(cfg.MetricsPort)), cfg.MetricsPath, l.metrics.Registry, l.ready)
 	if err != nil {
@@ -116,18 +107,17 @@ func (l *Listener) OpsAddr() string { return l.ops.Addr() }
 
 // Run consumes until ctx ends, then shuts down within the grace period.
 func (l *Listener) Run(ctx context.Context) error {
-	defer l.shutdownOps()
+	defer l.shutdownOps(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ops.StopOnFailure(ctx, cancel, l.log, l.ops)
 	l.log.WithFields(logrus.Fields(config.Summary(l.cfg))).Info("listener starting")
 
-	nc, err := natsconn.Connect(l.cfg.NATS, "cloudoreg-listener", l.log)
+	nc, err := natsconn.ConnectWatched(ctx, l.cfg.NATS, "cloudoreg-listener", l.log, l.ready, l.metrics.NATSConnected)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	go natsconn.Watch(ctx, nc, func(ok bool) { l.ready.Set("nats", ok, "not connected to NATS") })
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(l.cfg.MaxInFlight*4),
 		jetstream.WithPublishAsyncTimeout(l.cfg.PublishTimeout))
@@ -143,17 +133,22 @@ func (l *Listener) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sources, err := sourcesapi.New(l.cfg.Sources.URL, l.cfg.Sources.Key(), l.cfg.Sources.Timeout, l.cfg.Sources.CAFile)
+	if err != nil {
+		return err
+	}
 	// Not waited for on return: a measurement may hang on an unreachable
 	// broker, and the process exits anyway.
 	go l.watchLag(ctx)
 	handler := &forward.Handler{
 		JS:           js,
-		Resolver:     &resolve.Resolver{Index: index, Apps: l.sourcesClient()},
+		Resolver:     &resolve.Resolver{Index: index, Apps: sources},
 		Metrics:      l.metrics,
 		Log:          l.log,
 		Ready:        l.ready,
 		MaxValue:     l.cfg.MaxEventBytes,
 		MaxInFlight:  l.cfg.MaxInFlight,
+		EventLogRate: l.cfg.EventLogRate,
 		MaxPayload:   nc.MaxPayload,
 		Backoff:      backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax},
 		DrainTimeout: l.cfg.ShutdownGrace / 2,
@@ -169,30 +164,27 @@ func (l *Listener) Run(ctx context.Context) error {
 	return nil
 }
 
-func (l *Listener) sourcesClient() *sources.Client {
-	return sources.New(l.cfg.Sources.URL, l.cfg.Sources.Key(), l.cfg.Sources.Timeout)
-}
-
 // prepareNATS waits for the work stream (the processors declare it) and
 // opens the routing index, retrying while NATS is unavailable.
 func (l *Listener) prepareNATS(ctx context.Context, js jetstream.JetStream) (*resolve.KVIndex, error) {
-	policy := backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax}
-	for attempt := 1; ; attempt++ {
-		_, err := js.Stream(ctx, work.StreamName)
-		if err == nil {
-			var index *resolve.KVIndex
-			index, err = resolve.OpenKVIndex(ctx, js, l.cfg.IndexTTL, l.cfg.KVReplicas)
-			if err == nil {
-				l.ready.Set("stream", true, "")
-				return index, nil
+	var index *resolve.KVIndex
+	err := backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax}.Retry(ctx,
+		func() error {
+			if _, err := js.Stream(ctx, work.StreamName); err != nil {
+				return err
 			}
-		}
-		l.ready.Set("stream", false, "work stream or routing index unavailable")
-		l.log.WithError(err).WithField("attempt", attempt).Warn("waiting for the work stream " + work.StreamName + " (declared by the processors) and the routing index")
-		if err := backoff.Sleep(ctx, policy.Delay(attempt)); err != nil {
-			return nil, err
-		}
+			var err error
+			index, err = resolve.OpenKVIndex(ctx, js, l.cfg.IndexTTL, l.cfg.KVReplicas)
+			return err
+		},
+		func(attempt int, err error) {
+			l.ready.Set(ops.CheckStream, false, "work stream or routing index unavailable")
+			l.log.WithError(err).WithField("attempt", attempt).Warn("waiting for the work stream " + work.StreamName + " (declared by the processors) and the routing index")
+		})
+	if err == nil {
+		l.ready.Set(ops.CheckStream, true, "")
 	}
+	return index, err
 }
 
 func (l *Listener) consumerGroup() (sarama.ConsumerGroup, error) {
@@ -230,7 +222,7 @@ func (l *Listener) consume(ctx context.Context, group sarama.ConsumerGroup, h *f
 	policy := backoff.Policy{Base: l.cfg.RetryBase, Max: l.cfg.RetryMax}
 	for attempt := 1; ctx.Err() == nil; {
 		err := group.Consume(ctx, []string{l.cfg.EventsTopic}, h)
-		l.ready.Set("kafka", false, "no consumer group session")
+		l.ready.Set(ops.CheckKafka, false, "no consumer group session")
 		if err == nil {
 			attempt = 1
 			continue
@@ -244,8 +236,14 @@ func (l *Listener) consume(ctx context.Context, group sarama.ConsumerGroup, h *f
 	}
 }
 
-func (l *Listener) shutdownOps() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// shutdownOps stops the ops server; ctx is the run's, whose cancellation
+// is why it stops, so only its values are kept.
+func (l *Listener) shutdownOps(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	_ = l.ops.Shutdown(ctx)
 }
+
+// MetricFamilies names every metric family the listener can expose (the
+// deploy checks hold alerts and dashboards to it).
+func MetricFamilies() []string { return metrics.New().Families() }

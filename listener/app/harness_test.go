@@ -24,6 +24,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/logging"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 const (
@@ -72,7 +73,7 @@ func newEnvWith(t testing.TB, natsOpts func(*server.Options)) *env {
 	}
 	t.Cleanup(e.nc.Close)
 	e.js, _ = jetstream.New(e.nc)
-	if err := work.EnsureStreams(context.Background(), e.js, work.StreamSettings{Partitions: 4, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
+	if err := workstream.EnsureStreams(context.Background(), e.js, workstream.StreamSettings{Partitions: 4, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	e.sources = newFakeSources(t)
@@ -134,8 +135,8 @@ func (e *env) config() app.Config {
 // runListener runs the real listener in-process until the returned stop.
 func (e *env) runListener(c app.Config) (l *app.Listener, stop func()) {
 	e.t.Helper()
-	log, _ := logging.NewTo(e.logs, config.Log{Level: "info", Format: "json"}, "listener")
-	l, err := app.New(c, log)
+	log, _ := logging.New(e.logs, config.Log{Level: "info", Format: "json"}, "cloudoreg-listener")
+	l, err := app.New(c, log.Entry)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -189,6 +190,8 @@ type streamed struct {
 	sourceID string
 	origin   string
 	kind     string
+	appID    string
+	authID   string
 }
 
 // awaitStream waits until the work stream holds n messages, watching it with
@@ -209,8 +212,9 @@ func (e *env) awaitStream(n int) []streamed {
 		}
 		meta, _ := m.Metadata()
 		out = append(out, streamed{
-			seq: meta.Sequence.Stream, subject: m.Subject(), origin: m.Headers().Get(work.HeaderOrigin),
-			sourceID: m.Headers().Get(work.HeaderSourceID), kind: m.Headers().Get(work.HeaderKind),
+			seq: meta.Sequence.Stream, subject: m.Subject(), origin: m.Headers().Get(workstream.HeaderOrigin),
+			sourceID: m.Headers().Get(workstream.HeaderSourceID), kind: m.Headers().Get(workstream.HeaderKind),
+			appID: m.Headers().Get(workstream.HeaderApplicationID), authID: m.Headers().Get(workstream.HeaderAuthenticationID),
 		})
 	}
 	return out

@@ -37,7 +37,7 @@ func listenerBinary(t *testing.T) string {
 		binary = filepath.Join(dir, "listener")
 		out, err := exec.Command("go", "build", "-o", binary, "github.com/cloudoreg/cloudoreg/listener/cmd/listener").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+			buildErr = fmt.Errorf("go build: %w: %s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -81,6 +81,35 @@ func TestRoutingIndexResolvesDestroyAfterCreate(t *testing.T) {
 	}
 }
 
+// TestAuthenticationDestroyIsRouted: the real service's only event for a
+// deleted credential carries the source id, so it is routed without a
+// Sources call, with the application it belonged to and its own id for the
+// processor to decide whether it was the cloud-meter credential.
+func TestAuthenticationDestroyIsRouted(t *testing.T) {
+	e := newEnv(t)
+	destroy := e.produce("o1", "Authentication.destroy", `{"id":"41","authtype":"cloud-meter-arn","resource_type":"Application","resource_id":21,"source_id":11,"tenant":""}`)
+	ofSource := e.produce("o1", "Authentication.destroy", `{"id":"42","authtype":"username_password","resource_type":"Source","resource_id":12,"source_id":12,"tenant":""}`)
+	l, _ := e.runListener(e.config())
+	got := e.awaitStream(2)
+	checkExactlyOnce(t, got, []string{destroy, ofSource})
+	want := []streamed{
+		{subject: got[0].subject, sourceID: "11", origin: destroy, kind: "Authentication.destroy", appID: "21", authID: "41"},
+		{subject: got[1].subject, sourceID: "12", origin: ofSource, kind: "Authentication.destroy", appID: "", authID: "42"},
+	}
+	for i := range want {
+		want[i].seq = got[i].seq
+		if got[i] != want[i] || !strings.HasSuffix(got[i].subject, "."+want[i].sourceID) {
+			t.Errorf("message %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if calls := e.sources.callLog(); len(calls) != 0 {
+		t.Errorf("Sources calls %v, want none", calls)
+	}
+	if n := metric(t, l.OpsAddr(), `cloudoreg_listener_events_total{event_type="Authentication.destroy",outcome="routed",reason=""}`); n != 2 {
+		t.Errorf("routed destroys counted %v, want 2", n)
+	}
+}
+
 // TestSourcesOutageStallsAndRecovers: a 5xx while resolving is retried, the
 // event is not skipped, and nothing after it overtakes it.
 func TestSourcesOutageStallsAndRecovers(t *testing.T) {
@@ -132,7 +161,7 @@ func TestSourcesRefusalIsSkipped(t *testing.T) {
 // and cause no HTTP call and no work message.
 func TestIgnoredEventsMakeNoCalls(t *testing.T) {
 	e := newEnv(t)
-	for _, typ := range []string{"Source.create", "Application.create", "Application.update", "Authentication.create", "Authentication.destroy", "Endpoint.create", "Records.update", "Something.new"} {
+	for _, typ := range []string{"Source.create", "Application.create", "Application.update", "Authentication.create", "Endpoint.destroy", "Endpoint.create", "Records.update", "Something.new"} {
 		e.produce("o1", typ, `{"id":21,"application_id":21,"source_id":11}`)
 	}
 	e.sources.set("21", "11")

@@ -5,15 +5,17 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 	"github.com/cloudoreg/cloudoreg/processor/internal/rhsm"
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
+	"github.com/cloudoreg/cloudoreg/shared/sourcesapi"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
@@ -26,24 +28,33 @@ func observe(m *metrics.Metrics, target, op string, started time.Time, err error
 	}
 }
 
-// errorKind labels a failed call: the Sources client classifies its own
-// errors, the other clients return failure.Error.
+// errorKind labels a failed call by the failure it returned.
 func errorKind(err error) string {
-	var fe *failure.Error
 	switch {
-	case errors.Is(err, sources.ErrNotFound):
+	case errors.Is(err, failure.ErrNotFound):
 		return "not_found"
-	case sources.IsTransient(err), errors.As(err, &fe) && fe.Transient:
+	case errors.Is(err, failure.ErrConfiguration):
+		return "unauthorized"
+	case failure.IsTransient(err):
 		return "transient"
 	default:
 		return "permanent"
 	}
 }
 
-// instrumentedSources measures every Sources call.
+// instrumentedSources measures every Sources call and counts the calls
+// refused for Cloudoreg's PSK, which the alert "Sources refuses the PSK"
+// watches (the worker logs the retries as errors).
 type instrumentedSources struct {
-	c *sources.Client
+	c *sourcesapi.Client
 	m *metrics.Metrics
+}
+
+func (s instrumentedSources) observe(op string, started time.Time, err error) {
+	observe(s.m, "sources", op, started, err)
+	if failure.ReasonOf(err) == failure.ReasonSourcesUnauthorized {
+		s.m.SourcesUnauthorized.Inc()
+	}
 }
 
 // CloudMeterTypeID measures only real calls: the cached answer is no call.
@@ -53,28 +64,35 @@ func (s instrumentedSources) CloudMeterTypeID(ctx context.Context, t event.Tenan
 	}
 	start := time.Now()
 	id, err := s.c.CloudMeterTypeID(ctx, t)
-	observe(s.m, "sources", "application_type", start, err)
+	s.observe("application_type", start, err)
 	return id, err
 }
 
 func (s instrumentedSources) SourceApplications(ctx context.Context, t event.Tenant, id string) ([]sources.Application, error) {
 	start := time.Now()
 	apps, err := s.c.SourceApplications(ctx, t, id)
-	observe(s.m, "sources", "source_applications", start, err)
+	s.observe("source_applications", start, err)
 	return apps, err
 }
 
 func (s instrumentedSources) ApplicationAuthentications(ctx context.Context, t event.Tenant, id string) ([]sources.Authentication, error) {
 	start := time.Now()
 	auths, err := s.c.ApplicationAuthentications(ctx, t, id)
-	observe(s.m, "sources", "application_authentications", start, err)
+	s.observe("application_authentications", start, err)
 	return auths, err
+}
+
+func (s instrumentedSources) Links(ctx context.Context, t event.Tenant, by sources.LinkFilter, id string) ([]sources.Link, error) {
+	start := time.Now()
+	links, err := s.c.Links(ctx, t, by, id)
+	s.observe("links", start, err)
+	return links, err
 }
 
 func (s instrumentedSources) AuthenticationWithSecret(ctx context.Context, t event.Tenant, id string) (sources.Authentication, error) {
 	start := time.Now()
 	a, err := s.c.AuthenticationWithSecret(ctx, t, id)
-	observe(s.m, "sources", "authentication", start, err)
+	s.observe("authentication", start, err)
 	return a, err
 }
 
@@ -84,15 +102,12 @@ type instrumentedVerifier struct {
 	m *metrics.Metrics
 }
 
-func (v instrumentedVerifier) Verify(ctx context.Context, role awsverify.RoleARN, externalID string) error {
+func (v instrumentedVerifier) Verify(ctx context.Context, role arn.Role, externalID string) error {
 	start := time.Now()
 	err := v.v.Verify(ctx, role, externalID)
 	observe(v.m, "sts", "verify", start, err)
 	return err
 }
-
-// readyKafka is the readiness check of the status producer.
-const readyKafka = "kafka"
 
 // instrumentedReporter measures every status message sent to Kafka and
 // keeps the kafka readiness check honest: sarama's SyncProducer has no
@@ -111,9 +126,9 @@ func (i instrumentedReporter) Report(ctx context.Context, m work.Message, msg st
 	err := i.r.Report(ctx, m, msg)
 	observe(i.m, "kafka", "status", start, err)
 	if err != nil {
-		i.ready.Set(readyKafka, false, "the last status message could not be delivered: "+err.Error())
+		i.ready.Set(ops.CheckKafka, false, "the last status message could not be delivered: "+err.Error())
 	} else {
-		i.ready.Set(readyKafka, true, "")
+		i.ready.Set(ops.CheckKafka, true, "")
 	}
 	return err
 }
@@ -127,9 +142,10 @@ type registry struct {
 func (r registry) Register(ctx context.Context, orgID, accountID, sourceID string) error {
 	start := time.Now()
 	err := r.c.Register(ctx, orgID, accountID, sourceID)
-	if errors.Is(err, rhsm.ErrConflict) {
+	if errors.Is(err, failure.ErrConflict) {
+		// A conflict is an answer the reconcile acts on, not a failed call.
 		r.m.CallSeconds.WithLabelValues("rhsm", "register").Observe(time.Since(start).Seconds())
-		return reconcile.ErrConflict
+		return err
 	}
 	observe(r.m, "rhsm", "register", start, err)
 	return err

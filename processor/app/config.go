@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/shared/config"
-	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Config is the processor's configuration (environment variables).
@@ -16,15 +16,15 @@ type Config struct {
 	NATS    config.NATS
 	Sources config.Sources
 	Log     config.Log
-	Work    work.StreamSettings
+	Work    workstream.StreamSettings
 
-	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status"`
+	StatusTopic string `env:"KAFKA_STATUS_TOPIC" envDefault:"platform.sources.status" clowder:"topic"`
 	// BindHost is the interface the HTTP ports listen on: loopback for the
 	// local stack, 0.0.0.0 in a pod (the deployment template sets it).
-	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1"`
-	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101"`
-	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
-	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000"`
+	BindHost    string `env:"BIND_HOST" envDefault:"127.0.0.1" clowder:"bindHost"`
+	MetricsPort int    `env:"METRICS_PORT" envDefault:"9101" clowder:"metricsPort"`
+	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics" clowder:"metricsPath"`
+	PrivatePort int    `env:"PRIVATE_PORT" envDefault:"10000" clowder:"privatePort"`
 	// CheckWindow coalesces availability checks of one source.
 	CheckWindow time.Duration `env:"AVAILABILITY_CHECK_WINDOW" envDefault:"1m"`
 
@@ -62,6 +62,13 @@ type Config struct {
 	// ReconcileEvery: every source holding an account claim is reconciled
 	// again at least this often (0: never).
 	ReconcileEvery time.Duration `env:"RECONCILE_EVERY" envDefault:"24h"`
+	// AdminToken lets operators use every route of the status API
+	// (Authorization: Bearer). Empty: admin access is off.
+	AdminToken     string `env:"CLOUDOREG_ADMIN_TOKEN" secret:"true"`
+	AdminTokenFile string `env:"CLOUDOREG_ADMIN_TOKEN_FILE,file" secret:"true"`
+	// BacklogEvery is how often the backlog gauges are refreshed (one
+	// JetStream request each, whatever the scrape rate).
+	BacklogEvery time.Duration `env:"BACKLOG_INTERVAL" envDefault:"15s"`
 
 	KVReplicas    int           `env:"KV_REPLICAS" envDefault:"1"`
 	OutcomeTTL    time.Duration `env:"OUTCOME_TTL" envDefault:"2160h"`
@@ -69,24 +76,11 @@ type Config struct {
 }
 
 // LoadConfig reads the configuration from the environment, overlaid by
-// Clowder's cdappconfig.json when ACG_CONFIG is set.
+// Clowder's cdappconfig.json when ACG_CONFIG is set (the clowder tags above).
 func LoadConfig() (Config, error) {
 	var c Config
-	if err := config.Parse(&c); err != nil {
-		return c, err
-	}
-	o, err := config.ClowderFromEnv()
-	if err != nil {
-		return c, err
-	}
-	c.Kafka = o.Kafka(c.Kafka)
-	c.StatusTopic = o.Topic(c.StatusTopic)
-	c.Sources = o.Sources(c.Sources)
-	c.BindHost = o.BindHost(c.BindHost)
-	c.MetricsPort = o.MetricsPort(c.MetricsPort)
-	c.MetricsPath = o.MetricsPath(c.MetricsPath)
-	c.PrivatePort = o.PrivatePort(c.PrivatePort)
-	return c, nil
+	err := config.Load(&c)
+	return c, err
 }
 
 func (c Config) validate() error {
@@ -101,6 +95,8 @@ func (c Config) validate() error {
 		return errors.New("RETRY_SWEEP_INTERVAL must be positive")
 	case c.ReconcileEvery < 0:
 		return errors.New("RECONCILE_EVERY must not be negative (0 disables it)")
+	case c.BacklogEvery <= 0:
+		return errors.New("BACKLOG_INTERVAL must be positive")
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 )
 
 // Scale sets how big and long each scenario is.
@@ -395,7 +395,7 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 	}
 	out := io.Discard
 	if o.LogDir != "" {
-		if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+		if err := os.MkdirAll(o.LogDir, 0o750); err != nil {
 			res.Err = err
 			return res
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/cloudoreg/cloudoreg/shared/kafka"
+	"github.com/cloudoreg/cloudoreg/shared/logging"
 )
 
 // poisonMsg is one message of the poison corpus: what the listener must
@@ -120,7 +121,7 @@ type skipCounter struct {
 	reasons map[string]int
 }
 
-var skipLine = regexp.MustCompile(`"msg":"event skipped: it cannot be processed"`)
+var skipLine = regexp.MustCompile(regexp.QuoteMeta(`"` + logging.FieldMessage + `":"event skipped: it cannot be processed"`))
 var reasonField = regexp.MustCompile(`"reason":"([a-z_]+)"`)
 
 func (c *skipCounter) Write(p []byte) (int, error) {

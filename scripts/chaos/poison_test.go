@@ -10,10 +10,10 @@ import (
 func TestSkipCounter(t *testing.T) {
 	var out strings.Builder
 	c := &skipCounter{w: &out}
-	text := `{"level":"warning","msg":"event skipped: it cannot be processed","program":"listener","reason":"bad_tenant"}
-{"level":"info","msg":"event forwarded to the work stream","reason":"not_counted"}
-{"level":"warning","msg":"event skipped: it cannot be processed","reason":"identity_too_large","program":"listener"}
-{"level":"warning","msg":"event skipped: it cannot be processed","program":"listener","reason":"bad_tenant"}
+	text := `{"level":"warning","message":"event skipped: it cannot be processed","app":"cloudoreg-listener","reason":"bad_tenant"}
+{"level":"info","message":"event forwarded to the work stream","reason":"not_counted"}
+{"level":"warning","message":"event skipped: it cannot be processed","reason":"identity_too_large","app":"cloudoreg-listener"}
+{"level":"warning","message":"event skipped: it cannot be processed","app":"cloudoreg-listener","reason":"bad_tenant"}
 `
 	for i := 0; i < len(text); i += 7 {
 		if _, err := c.Write([]byte(text[i:min(i+7, len(text))])); err != nil {

@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/localrun"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/supervise"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 )
 
 // processors is how many processors every scenario runs.

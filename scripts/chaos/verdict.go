@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
-	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Result is the verdict on one scenario.
@@ -111,7 +111,7 @@ func judge(r *Result, ev evidence) {
 	checkEndStates(r, ev, bySource)
 	r.DeadLetters = len(ev.dlq)
 	for _, m := range ev.dlq {
-		r.fail("dead letter: source %s, %s (%s): %s", m.Header.Get(work.HeaderSourceID), m.Header.Get(work.HeaderKind),
+		r.fail("dead letter: source %s, %s (%s): %s", m.Header.Get(workstream.HeaderSourceID), m.Header.Get(workstream.HeaderKind),
 			m.Header.Get("Cloudoreg-Dlq-Reason"), m.Header.Get("Cloudoreg-Dlq-Detail"))
 	}
 }
@@ -121,7 +121,7 @@ func judge(r *Result, ev evidence) {
 func checkEvents(r *Result, ev evidence, byApp map[string]*source) {
 	stored := map[string]int{}
 	for _, m := range ev.work {
-		if o := m.Header.Get(work.HeaderOrigin); kafkaOrigin.MatchString(o) {
+		if o := m.Header.Get(workstream.HeaderOrigin); kafkaOrigin.MatchString(o) {
 			stored[o]++
 			if id := m.Header.Get("Nats-Msg-Id"); id != o {
 				r.fail("work message %d: Nats-Msg-Id %q differs from its origin %q", m.Seq, id, o)
@@ -189,13 +189,13 @@ func checkWorkOrder(r *Result, ev evidence) {
 	}
 	last := map[string]pos{}
 	for _, m := range ev.work {
-		g := kafkaOrigin.FindStringSubmatch(m.Header.Get(work.HeaderOrigin))
+		g := kafkaOrigin.FindStringSubmatch(m.Header.Get(workstream.HeaderOrigin))
 		if g == nil {
 			continue
 		}
 		p, _ := strconv.Atoi(g[1])
 		o, _ := strconv.ParseInt(g[2], 10, 64)
-		src := m.Header.Get(work.HeaderSourceID)
+		src := m.Header.Get(workstream.HeaderSourceID)
 		cur := pos{m.Seq, p, o}
 		if prev, ok := last[src]; ok && (prev.partition != p || prev.offset >= o) {
 			r.OrderViolations++

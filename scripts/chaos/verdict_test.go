@@ -8,10 +8,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
+	"github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
-	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // The verdict must catch each kind of broken promise: a harness whose
@@ -62,8 +62,8 @@ func healthy() evidence {
 
 func workAt(seq uint64, sourceID, origin string) workMsg {
 	h := nats.Header{}
-	h.Set(work.HeaderSourceID, sourceID)
-	h.Set(work.HeaderOrigin, origin)
+	h.Set(workstream.HeaderSourceID, sourceID)
+	h.Set(workstream.HeaderOrigin, origin)
 	h.Set("Nats-Msg-Id", origin)
 	return workMsg{Seq: seq, Subject: "cloudoreg.work.0." + sourceID, Header: h}
 }

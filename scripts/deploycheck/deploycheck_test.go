@@ -8,6 +8,8 @@
 package deploycheck
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/url"
@@ -25,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/cloudoreg/cloudoreg/shared/config"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 const (
@@ -39,6 +42,7 @@ var clowderManaged = []string{
 	"KAFKA_BROKERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME",
 	"KAFKA_SASL_PASSWORD", "KAFKA_SASL_PASSWORD_FILE", "KAFKA_CA_PEM", "KAFKA_CA_FILE",
 	"KAFKA_EVENTS_TOPIC", "KAFKA_STATUS_TOPIC", "METRICS_PORT", "METRICS_PATH", "PRIVATE_PORT",
+	"CLOUDWATCH_LOG_GROUP", "CLOUDWATCH_REGION", "CLOUDWATCH_ACCESS_KEY_ID", "CLOUDWATCH_SECRET_ACCESS_KEY",
 }
 
 // The reflection must find the configuration, or every other check would
@@ -1034,12 +1038,16 @@ func TestNATSTemplate(t *testing.T) {
 		t.Errorf("%s: no PodDisruptionBudget (a drain must not take two servers at once)", natsFile)
 	}
 
-	// The container: ports, storage, configuration.
-	containers := asList(get(sts, "spec", "template", "spec", "containers"))
-	if len(containers) != 1 {
-		t.Fatalf("%s: %d containers; want 1", natsFile, len(containers))
+	// The containers: nats-server and the metrics exporter.
+	ctrs := map[string]map[string]any{}
+	for _, c := range asList(get(sts, "spec", "template", "spec", "containers")) {
+		ctrs[str(get(c, "name"))] = asMap(c)
 	}
-	ctr := asMap(containers[0])
+	ctr, exporter := ctrs["nats"], ctrs["exporter"]
+	if ctr == nil || exporter == nil || len(ctrs) != 2 {
+		t.Fatalf("%s: containers %v; want nats and exporter", natsFile, sortedKeys(ctrs))
+	}
+	checkNATSImages(t, tp, ctr, exporter)
 	ports := map[string]int{}
 	for _, p := range asList(ctr["ports"]) {
 		ports[str(get(p, "name"))] = atoi(str(get(p, "containerPort")))
@@ -1107,9 +1115,24 @@ func TestNATSTemplate(t *testing.T) {
 			t.Errorf("%s: %s path %q; want /healthz", natsFile, probe, str(get(g, "path")))
 		}
 	}
+	// Started only when healthy in full (streams and consumers current), so a
+	// rolling upgrade waits for a server to catch up before taking the next.
+	if p := str(get(ctr, "startupProbe", "httpGet", "path")); p != "/healthz" {
+		t.Errorf("%s: startupProbe path %q; want the full /healthz", natsFile, p)
+	}
 
-	// nats.conf as the server reads it, with the pod's environment.
-	opts, secretOf := parseNATSConf(t, tp, ctr, conf, stsName+"-0")
+	// nats.conf as the server reads it, with the pod's environment and
+	// throwaway certificates in the Secret volumes.
+	pki := testkit.NewPKI(t, "cloudoreg-nats")
+	tlsSecrets := map[string]string{} // mount path -> Secret
+	for _, m := range asList(ctr["volumeMounts"]) {
+		if sec := str(get(volumes[str(get(m, "name"))], "secret", "secretName")); sec != "" {
+			tlsSecrets[str(get(m, "mountPath"))] = tp.resolve(sec)
+		}
+	}
+	opts, secretOf := parseNATSConf(t, tp, ctr, withCertFiles(t, conf, tlsSecrets, pki), stsName+"-0")
+	checkNATSTLS(t, opts)
+	checkExporter(t, tp, exporter, podLabels, ports["monitor"])
 	if !opts.JetStream {
 		t.Errorf("%s: nats.conf does not enable JetStream", natsFile)
 	}
@@ -1183,6 +1206,10 @@ func TestNATSTemplate(t *testing.T) {
 			t.Errorf("%s: NATS_URL: %v", where, err)
 			continue
 		}
+		if u.Scheme != "tls" {
+			t.Errorf("%s: NATS_URL %s; want tls:// (the servers require TLS)", where, u)
+		}
+		checkNATSCA(t, ca, deps[name], env["NATS_CA_FILE"], tlsSecrets)
 		client := services[u.Hostname()]
 		if client == nil {
 			t.Errorf("%s: NATS_URL %s: %s is not a Service of %s", where, u, u.Hostname(), natsFile)
@@ -1215,7 +1242,164 @@ func TestNATSTemplate(t *testing.T) {
 
 	// Finally the server itself: one server started from this nats.conf
 	// (alone, on free ports) lets Cloudoreg's user in and gives it JetStream.
-	checkNATSLogin(t, opts, ca.resolve(envMap(deps["processor"].Env)["NATS_USER"]), secretOf)
+	checkNATSLogin(t, opts, ca.resolve(envMap(deps["processor"].Env)["NATS_USER"]), secretOf, pki)
+}
+
+// checkNATSImages: the server is exactly the nats-server version Cloudoreg
+// is tested with (the library's), the exporter at a pinned release.
+func checkNATSImages(t *testing.T, tp *template, nats, exporter map[string]any) {
+	t.Helper()
+	img := tp.resolve(str(nats["image"]))
+	_, tag, _ := strings.Cut(img[strings.LastIndex(img, "/")+1:], ":")
+	if tag != server.VERSION && !strings.HasPrefix(tag, server.VERSION+"-") {
+		t.Errorf("%s: NATS image %s; want the tag %s (the nats-server of the go.mod files), optionally with a variant suffix", natsFile, img, server.VERSION)
+	}
+	img = tp.resolve(str(exporter["image"]))
+	if !regexp.MustCompile(`prometheus-nats-exporter:[0-9]+\.[0-9]+\.[0-9]+$`).MatchString(img) {
+		t.Errorf("%s: exporter image %s; want prometheus-nats-exporter at a pinned X.Y.Z tag", natsFile, img)
+	}
+}
+
+// withCertFiles writes a throwaway certificate, key and CA under the keys a
+// TLS Secret has (tls.crt, tls.key, ca.crt) for each Secret mount, and points
+// nats.conf's paths there.
+func withCertFiles(t *testing.T, conf string, mounts map[string]string, pki testkit.PKI) string {
+	t.Helper()
+	cert, key := pki.ServerPEM(t)
+	for mount := range mounts {
+		dir := t.TempDir()
+		for name, content := range map[string]string{"tls.crt": cert, "tls.key": key, "ca.crt": pki.CAPEM} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conf = strings.ReplaceAll(conf, strings.TrimSuffix(mount, "/")+"/", dir+"/")
+	}
+	return conf
+}
+
+// checkNATSTLS: clients and routes use TLS (routes mutual), and the cluster
+// does not advertise the pods' addresses to clients.
+func checkNATSTLS(t *testing.T, opts *server.Options) {
+	t.Helper()
+	if opts.TLSConfig == nil {
+		t.Errorf("%s: nats.conf has no tls block for clients", natsFile)
+	}
+	if opts.Cluster.TLSConfig == nil {
+		t.Errorf("%s: nats.conf has no tls block in cluster: routes would carry streams and passwords in clear", natsFile)
+	} else if opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Errorf("%s: routes do not verify the peer's certificate", natsFile)
+	}
+	if !opts.Cluster.NoAdvertise {
+		t.Errorf("%s: cluster without no_advertise: true; clients would learn pod addresses behind the Service", natsFile)
+	}
+	for i, r := range opts.Routes {
+		if r.Scheme != "tls" {
+			t.Errorf("%s: route %d is %s://; want tls://", natsFile, i, r.Scheme)
+		}
+	}
+}
+
+// checkNATSCA: NATS_CA_FILE is the ca.crt of the NATS servers' TLS Secret,
+// mounted without the Secret's other keys (the servers' private key).
+func checkNATSCA(t *testing.T, ca *template, d *clowdDeployment, v envVar, natsSecrets map[string]string) {
+	t.Helper()
+	where := fmt.Sprintf("%s: deployment %s", clowdappFile, d.Name)
+	path := ca.resolve(v.Value)
+	if path == "" {
+		t.Errorf("%s: NATS_CA_FILE is not set; the NATS servers' certificate is signed by the TLS Secret's CA", where)
+		return
+	}
+	vols := map[string]map[string]any{}
+	for _, vol := range asList(get(d.Raw, "podSpec", "volumes")) {
+		vols[str(get(vol, "name"))] = asMap(vol)
+	}
+	for _, m := range asList(get(d.Raw, "podSpec", "volumeMounts")) {
+		dir := strings.TrimSuffix(str(get(m, "mountPath")), "/") + "/"
+		file, ok := strings.CutPrefix(path, dir)
+		if !ok {
+			continue
+		}
+		sec := asMap(get(vols[str(get(m, "name"))], "secret"))
+		if !slices.Contains(sortedValues(natsSecrets), ca.resolve(str(sec["secretName"]))) {
+			t.Errorf("%s: NATS_CA_FILE %s is not in a volume of the NATS TLS Secret %v", where, path, sortedValues(natsSecrets))
+		}
+		items := asList(sec["items"])
+		if len(items) != 1 || str(get(items[0], "key")) != "ca.crt" || str(get(items[0], "path")) != file {
+			t.Errorf("%s: the NATS TLS Secret volume must project only ca.crt (as %s), not the private key: items %v", where, file, items)
+		}
+		return
+	}
+	t.Errorf("%s: NATS_CA_FILE %s is in no mounted volume", where, path)
+}
+
+func sortedValues(m map[string]string) []string {
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+// checkExporter: the exporter reads the server's monitor port in the pod,
+// a PodMonitor scrapes it, and the NetworkPolicy lets the monitoring
+// namespace in on its port.
+func checkExporter(t *testing.T, tp *template, exporter, podLabels map[string]any, monitor int) {
+	t.Helper()
+	port := 0
+	for _, p := range asList(exporter["ports"]) {
+		if str(get(p, "name")) == "metrics" {
+			port = atoi(str(get(p, "containerPort")))
+		}
+	}
+	if port == 0 {
+		t.Fatalf("%s: the exporter has no port named metrics", natsFile)
+	}
+	args := strings.Join(func() []string {
+		var a []string
+		for _, x := range asList(exporter["args"]) {
+			a = append(a, str(x))
+		}
+		return a
+	}(), " ")
+	if !strings.Contains(args, fmt.Sprintf("-port=%d", port)) || !strings.Contains(args, fmt.Sprintf("http://localhost:%d", monitor)) || !strings.Contains(args, "-jsz") {
+		t.Errorf("%s: exporter args %q; want -port=%d, -jsz and the monitor URL http://localhost:%d", natsFile, args, port, monitor)
+	}
+	selects := func(sel map[string]any) bool {
+		for k, v := range sel {
+			if str(podLabels[k]) != str(v) {
+				return false
+			}
+		}
+		return len(sel) > 0
+	}
+	mons := tp.objects("PodMonitor")
+	if len(mons) != 1 {
+		t.Fatalf("%s: %d PodMonitors; want 1 for the exporter", natsFile, len(mons))
+	}
+	if !selects(asMap(get(mons[0], "spec", "selector", "matchLabels"))) {
+		t.Errorf("%s: the PodMonitor does not select the NATS pods", natsFile)
+	}
+	eps := asList(get(mons[0], "spec", "podMetricsEndpoints"))
+	if len(eps) != 1 || str(get(eps[0], "port")) != "metrics" {
+		t.Errorf("%s: PodMonitor endpoints %v; want the port metrics", natsFile, eps)
+	}
+	admitted := false
+	for _, np := range tp.objects("NetworkPolicy") {
+		for _, rule := range asList(get(np, "spec", "ingress")) {
+			fromMonitoring := false
+			for _, f := range asList(get(rule, "from")) {
+				ns := tp.resolve(str(get(f, "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name")))
+				fromMonitoring = fromMonitoring || ns != ""
+			}
+			for _, p := range asList(get(rule, "ports")) {
+				admitted = admitted || (fromMonitoring && atoi(str(get(p, "port"))) == port)
+			}
+		}
+	}
+	if !admitted {
+		t.Errorf("%s: no NetworkPolicy rule admits the monitoring namespace on the exporter port %d", natsFile, port)
+	}
 }
 
 // parseNATSConf parses nats.conf with the environment the container would
@@ -1267,7 +1451,7 @@ func parseNATSConf(t *testing.T, tp *template, ctr map[string]any, conf, podName
 
 // checkNATSLogin starts one server from opts, alone and on free ports, and
 // connects as user: the account must have JetStream.
-func checkNATSLogin(t *testing.T, opts *server.Options, user string, secretOf map[string]string) {
+func checkNATSLogin(t *testing.T, opts *server.Options, user string, secretOf map[string]string, pki testkit.PKI) {
 	t.Helper()
 	o := opts.Clone()
 	o.Host, o.Port = "127.0.0.1", server.RANDOM_PORT
@@ -1295,7 +1479,10 @@ func checkNATSLogin(t *testing.T, opts *server.Options, user string, secretOf ma
 			password = u.Password
 		}
 	}
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, password), nats.Timeout(5*time.Second))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(pki.CAPEM))
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, password), nats.Timeout(5*time.Second),
+		nats.Secure(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
 	if err != nil {
 		t.Fatalf("%s: user %s (password from %s) cannot log in: %v", natsFile, user, secretOf[password], err)
 	}

@@ -76,10 +76,10 @@ func TestOutsideReferences(t *testing.T) {
 		{"README.md", "see " + outsideDocs[1], true},
 		{"README.md", "see ../shared/" + outsideDocs[0], true},
 		{"docs/contract.md", "[x](../../shared/notes.md)", true},
-		{"scripts/internal/standin/sts/sts.go", climb(5) + "shared/x", true},
+		{"shared/standin/sts/sts.go", climb(4) + "shared/x", true},
 		{"listener/app/config_test.go", `"../../shared/config/testdata/cdappconfig.json"`, false},
-		{"scripts/internal/standin/sources/events_test.go", climb(4) + "shared/event/testdata/fixtures", false},
-		{"docs/contract.md", "[stand-ins](../scripts/internal/standin)", false},
+		{"shared/standin/sources/events_test.go", climb(2) + "event/testdata/fixtures", false},
+		{"docs/contract.md", "[stand-ins](../shared/standin)", false},
 		{"README.md", "see docs/contract.md", false},
 	} {
 		if got := len(outsideReferences(tc.file, []byte(tc.content))) > 0; got != tc.bad {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,12 +27,12 @@ import (
 	lapp "github.com/cloudoreg/cloudoreg/listener/app"
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/stack"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/logging"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
-	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // waitLimit bounds every wait: generous for a loaded 2-core CI machine under
@@ -118,7 +119,7 @@ func start(t *testing.T, o options) *harness {
 	if o.noWorkers {
 		// Processors ran before and declared the stream; now none runs.
 		c := h.processorConfig(0)
-		if err := work.EnsureStreams(ctx, h.js, c.Work); err != nil {
+		if err := workstream.EnsureStreams(ctx, h.js, c.Work); err != nil {
 			t.Fatalf("declaring the work stream: %v", err)
 		}
 	} else {
@@ -133,11 +134,11 @@ func start(t *testing.T, o options) *harness {
 }
 
 func (h *harness) log(program string) *logrus.Entry {
-	l, err := logging.NewTo(h.logs, config.Log{Level: "debug", Format: "json"}, program)
+	l, err := logging.New(h.logs, config.Log{Level: "debug", Format: "json"}, "cloudoreg-"+program)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return l
+	return l.Entry
 }
 
 // processorConfig is the processors' configuration for this harness.
@@ -405,8 +406,13 @@ func (h *harness) produceEvent(org, eventType, payload string) {
 
 // statuses lists the status values Sources received for an application.
 func (h *harness) statuses(appID string) []string {
+	return statusesOf(h.stack.Sources.StatusLog(), appID)
+}
+
+// statusesOf lists the status values of an application in a status log.
+func statusesOf(log []sources.StatusRecord, appID string) []string {
 	var out []string
-	for _, r := range h.stack.Sources.StatusLog() {
+	for _, r := range log {
 		var v struct {
 			ResourceID string `json:"resource_id"`
 			Status     string `json:"status"`
@@ -435,6 +441,9 @@ func (h *harness) deadLetters() []nats.Header {
 	var out []nats.Header
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // replayed or purged
+		}
 		if err != nil {
 			h.t.Fatalf("dead letter %d: %v", seq, err)
 		}

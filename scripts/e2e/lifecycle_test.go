@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
@@ -171,7 +171,8 @@ func TestDestroyBeforeCreate(t *testing.T) {
 		c := h.createSource(sourceSpec{org: orgA, name: "gone", arn: roleTrusted, externalID: demoExternal})
 		h.rest(http.MethodDelete, "/api/sources/v3.1/sources/"+c.SourceID, orgA, nil, http.StatusNoContent, nil)
 		h.startProcessor(0, h.privatePorts[0])
-		h.awaitOutcome(c.SourceID, func(r map[string]any) bool { return r["last_event"] == "Source.destroy" })
+		// The cascade ends with Authentication.destroy, which finds nothing left.
+		h.awaitOutcome(c.SourceID, func(r map[string]any) bool { return r["last_event"] == "Authentication.destroy" })
 		if regs := h.registrations(orgA); len(regs) != 0 {
 			t.Errorf("RHSM holds %v for a source that is gone", regs)
 		}

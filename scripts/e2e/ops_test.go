@@ -27,10 +27,12 @@ import (
 
 	lapp "github.com/cloudoreg/cloudoreg/listener/app"
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
+	"github.com/cloudoreg/cloudoreg/shared/ops"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // TestOpsMetrics runs available, unavailable, ignored, poison, not-found
@@ -73,10 +75,10 @@ func TestOpsMetrics(t *testing.T) {
 	const goneSource, undecodableSource = "990001", "990002"
 	gone := work.Message{Kind: "Application.unpause", SourceID: goneSource, ApplicationID: "990011", Origin: "ops-test/gone"}
 	gone.Tenant.OrgID = orgA
-	if _, err := h.js.PublishMsg(h.ctx, &nats.Msg{Subject: work.Subject(goneSource), Header: gone.Header()}); err != nil {
+	if _, err := h.js.PublishMsg(h.ctx, workstream.NewMsg(gone, "")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.js.PublishMsg(h.ctx, &nats.Msg{Subject: work.Subject(undecodableSource), Header: nats.Header{work.HeaderSourceID: []string{undecodableSource}}}); err != nil {
+	if _, err := h.js.PublishMsg(h.ctx, &nats.Msg{Subject: work.Subject(undecodableSource), Header: nats.Header{workstream.HeaderSourceID: []string{undecodableSource}}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -615,9 +617,10 @@ func opsStandard(family string) bool {
 }
 
 // opsCheckConventions applies the README's metric rules ("Observe") to one
-// scrape: prefix cloudoreg_, counters end in _total, durations are histograms
-// in _seconds, no label names a tenant, source or ARN, and no label value is
-// one of the run's identifiers. Partition labels must be Kafka partitions.
+// scrape: prefix cloudoreg_<program>_ (but the shared cloudoreg_build_info),
+// counters end in _total, latencies are histograms and ages gauges in
+// _seconds, no label names a tenant, source or ARN, and no label value is one
+// of the run's identifiers. Partition labels must be Kafka partitions.
 func opsCheckConventions(t *testing.T, program string, s opsScrape, forbidden map[string]string, kafkaPartitions int) {
 	t.Helper()
 	badLabel := map[string]bool{
@@ -625,20 +628,35 @@ func opsCheckConventions(t *testing.T, program string, s opsScrape, forbidden ma
 		"arn": true, "role_arn": true, "source": true, "source_id": true, "application_id": true, "authentication_id": true,
 		"external_id": true, "identity": true,
 	}
+	// The registry every program starts from (ops.NewRegistry) holds the
+	// metrics of the process, not of one program: cloudoreg_ without it.
+	common := map[string]bool{}
+	families, err := ops.NewRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		common[f.GetName()] = true
+	}
 	ours := 0
 	for family, typ := range s.types {
 		if opsStandard(family) {
 			continue
 		}
 		ours++
-		if !strings.HasPrefix(family, "cloudoreg_"+program+"_") {
-			t.Errorf("%s: metric %s does not start with cloudoreg_%s_", program, family, program)
+		prefix := "cloudoreg_" + program + "_"
+		if common[family] {
+			prefix = "cloudoreg_"
+		}
+		if !strings.HasPrefix(family, prefix) {
+			t.Errorf("%s: metric %s does not start with %s", program, family, prefix)
 		}
 		if (typ == "counter") != strings.HasSuffix(family, "_total") {
 			t.Errorf("%s: %s is a %s: counters and only counters end in _total", program, family, typ)
 		}
-		if strings.Contains(family, "second") != (typ == "histogram") || (typ == "histogram") != strings.HasSuffix(family, "_seconds") {
-			t.Errorf("%s: %s is a %s: durations are histograms named *_seconds", program, family, typ)
+		seconds := strings.HasSuffix(family, "_seconds")
+		if strings.Contains(family, "second") != seconds || (typ == "histogram") && !seconds || seconds && typ != "histogram" && typ != "gauge" {
+			t.Errorf("%s: %s is a %s: latencies are histograms and ages gauges, both named *_seconds", program, family, typ)
 		}
 	}
 	if ours < 5 {

@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	papp "github.com/cloudoreg/cloudoreg/processor/app"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
@@ -80,6 +80,49 @@ func TestBudgetSpentIsCG3000AndOneDeadLetter(t *testing.T) {
 	h.awaitApp(c.AppID, "became available after STS recovered", func(a sourcesApp) bool { return a.AvailabilityStatus == status.Available })
 }
 
+// TestWrongPSKIsNotTheCustomers: Sources refuses the processor's PSK on the
+// internal authentication read. The reconcile is retried for the budget,
+// counted for the alert, then dead-lettered as sources_unauthorized: no
+// CG3000, no status at all, and the registration RHSM holds is left alone.
+func TestWrongPSKIsNotTheCustomers(t *testing.T) {
+	h := start(t, options{processor: func(c *papp.Config) {
+		c.Sources.PSK = "not-the-psk-sources-expects"
+		c.RetryInPlace, c.RetryBudget = 300*time.Millisecond, 2*time.Second
+	}})
+	c := h.createSource(sourceSpec{org: orgA, name: "wrong-psk", arn: roleTrusted, externalID: demoExternal})
+	// Registered before (by a processor that still had the right PSK).
+	body, _ := json.Marshal([]map[string]any{{"id": "123456789012", "nickname": "", "verified": true, "sourceId": c.SourceID}})
+	req, _ := http.NewRequest(http.MethodPost, h.stack.RHSMURL+"/cloud_access_providers/AWS/accounts", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-RhsmApi-AccountID", orgA)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("registering at RHSM: %v %v", resp, err)
+	}
+	_ = resp.Body.Close()
+	h.awaitOutcome(c.SourceID, func(r map[string]any) bool { return r["state"] == "dead_lettered" })
+	dl := h.deadLetters()
+	if len(dl) != 1 || dl[0].Get("Cloudoreg-Source-Id") != c.SourceID || dl[0].Get("Cloudoreg-Dlq-Reason") != "sources_unauthorized" {
+		t.Fatalf("dead letters %v, want one sources_unauthorized for source %s", dl, c.SourceID)
+	}
+	if got := h.statuses(c.AppID); len(got) != 0 {
+		t.Errorf("status messages %v, want none: the PSK is not the customer's problem", got)
+	}
+	if regs := h.registrations(orgA); !slices.Equal(regs, []string{"123456789012/" + c.SourceID}) {
+		t.Errorf("RHSM holds %v, want the registration left alone", regs)
+	}
+	ops := h.processors[0].OpsAddr()
+	if n := metric(t, ops, "cloudoreg_processor_sources_unauthorized_total"); n < 2 {
+		t.Errorf("sources_unauthorized_total %v, want every refused call counted", n)
+	}
+	if n := metric(t, ops, `cloudoreg_processor_dead_letters_total{reason="budget_spent"}`); n != 0 {
+		t.Errorf("budget_spent dead letters %v", n)
+	}
+	if strings.Contains(h.logs.String(), "not-the-psk-sources-expects") {
+		t.Error("the PSK reached the logs")
+	}
+}
+
 // TestRHSMConflictBothWays: a 409 for this org's own registration is
 // success; a 409 because another org holds the account is CG1002.
 func TestRHSMConflictBothWays(t *testing.T) {
@@ -141,19 +184,28 @@ func TestEveryCodeHasItsText(t *testing.T) {
 	expectCode(t, h, sameARN.AppID, status.CG1001)
 	expectCode(t, h, sameAccount.AppID, status.CG1002)
 
-	// CG2000: the create names an authentication that no longer exists.
-	gone := h.createSource(sourceSpec{org: orgA, name: "auth-gone", arn: roleOpen})
-	h.awaitStatus(gone.AppID)
-	h.produceEvent(orgA, "ApplicationAuthentication.create", fmt.Sprintf(`{"id":1,"application_id":%s,"authentication_id":987654}`, gone.AppID))
-	expectCode(t, h, gone.AppID, status.CG2000)
+	// CG2000 (Sources links an authentication it cannot find) needs an
+	// inconsistent Sources: the reconcile unit tests cover it. A create
+	// naming a credential that is not attached verifies the attached one.
 
-	// CG2002: the create names an authentication of the source, not the application.
+	// CG2002: the only credential attached to the application is one of
+	// the source, not of the application.
+	relinked := h.createSource(sourceSpec{org: orgA, name: "relinked", arn: roleOpen})
+	h.awaitStatus(relinked.AppID)
+	h.rest(http.MethodDelete, "/api/sources/v3.1/application_authentications/"+h.linkOf(relinked.AppID), orgA, nil, http.StatusNoContent, nil)
+	// The destroy is reconciled before the new link exists, or it would
+	// report CG2002 too and the create's reconcile run into the RHSM fault below.
+	h.awaitApp(relinked.AppID, "read unavailable without a credential", func(a sourcesApp) bool {
+		return a.AvailabilityStatus == status.Unavailable && a.AvailabilityStatusError == ""
+	})
 	var auth struct{ ID string }
 	h.rest(http.MethodPost, "/api/sources/v3.1/authentications", orgA, map[string]any{
-		"resource_type": "Source", "resource_id": first.SourceID, "authtype": "cloud-meter-arn", "username": roleTrusted,
+		"resource_type": "Source", "resource_id": relinked.SourceID, "authtype": "cloud-meter-arn", "username": roleOpen,
 	}, http.StatusCreated, &auth)
-	h.produceEvent(orgA, "ApplicationAuthentication.create", fmt.Sprintf(`{"id":1,"application_id":%s,"authentication_id":%s}`, first.AppID, auth.ID))
-	expectCode(t, h, first.AppID, status.CG2002)
+	h.rest(http.MethodPost, "/api/sources/v3.1/application_authentications", orgA, map[string]any{
+		"application_id": relinked.AppID, "authentication_id": auth.ID,
+	}, http.StatusCreated, nil)
+	expectCode(t, h, relinked.AppID, status.CG2002)
 
 	// CR4000: RHSM refuses the registration.
 	h.stack.RHSM.Faults().Set(faults.Fault{Status: 400, Count: 1})

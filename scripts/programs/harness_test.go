@@ -23,9 +23,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cloudoreg/cloudoreg/scripts/internal/stack"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/supervise"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 

@@ -1,7 +1,9 @@
 package programs
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,15 +17,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/stack"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
+	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // TestSecretsNeverLeak runs a whole life cycle (create, a wrong external
@@ -39,6 +45,11 @@ import (
 // of the programs and the stand-ins, in /metrics, or in what the stand-ins
 // record about calls (STS's call record keeps the external id it was sent
 // by design: that is how tests see it was sent; it is never logged).
+//
+// Both programs report errors to a Glitchtip stand-in (the DSN of one from
+// a file), and a work message carrying the identity is made to fail for
+// good, so the processor logs an error: the events Glitchtip receives must
+// hold none of these secrets either.
 //
 // The SASL password is covered on the failure path only: kfake with SASL
 // enabled would refuse the stand-ins' Kafka clients, which have no SASL
@@ -99,20 +110,23 @@ func TestSecretsNeverLeak(t *testing.T) {
 		return path
 	}
 	trust := file("trust.json", fmt.Sprintf(`{"roles":[{"arn":%q,"external_id":%q},{"arn":%q,"external_id":%q}]}`, role, externalID, otherRole, externalID))
+	glitchtip := testkit.NewSentry(t)
 	natsHost := strings.TrimPrefix(ns.ClientURL(), "nats://")
 	s := newSystem(t, systemConfig{
 		processors: 1,
 		logs:       logs,
 		stack:      stack.Config{PSK: secrets["SOURCES_PSK (file)"], TrustFile: trust, ExternalNATS: true},
 		common: []string{
-			"LOG_LEVEL=debug",
+			"LOG_LEVEL=debug", "ENV_NAME=secret-test",
 			"NATS_URL=" + ns.ClientURL(), "NATS_USER=cloudoreg",
 		},
 		listener: []string{
+			"GLITCHTIP_DSN=" + glitchtip.DSN("glitchtip-public-key"),
 			"SOURCES_PSK=" + secrets["SOURCES_PSK (file)"],
 			"NATS_USER=", "NATS_URL=nats://cloudoreg:" + secrets["NATS_PASSWORD"] + "@" + natsHost,
 		},
 		processor: []string{
+			"GLITCHTIP_DSN_FILE=" + file("glitchtip-dsn", glitchtip.DSN("glitchtip-public-key")),
 			"SOURCES_PSK=" + secrets["SOURCES_PSK (overridden)"],
 			"SOURCES_PSK_FILE=" + file("psk", secrets["SOURCES_PSK (file)"]),
 			"NATS_PASSWORD_FILE=" + file("nats-password", secrets["NATS_PASSWORD"]),
@@ -180,6 +194,14 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	}
 
+	// A work message that cannot succeed, with the tenant's identity: the
+	// processor dead-letters it and logs an error, which goes to Glitchtip.
+	deadLetterWithIdentity(t, ns.ClientURL(), secrets["NATS_PASSWORD"], org, identity)
+	events := glitchtip.AwaitEvents(t, 1, waitLimit)
+	if ev := events[0]; ev["message"] != "work message dead-lettered" || ev["environment"] != "secret-test" || ev["logger"] != "cloudoreg-processor" {
+		t.Errorf("Glitchtip event %v, want the processor's dead letter in environment secret-test", ev)
+	}
+
 	// Programs that cannot start their work: the broker refuses the SASL
 	// login, NATS refuses the password in the URL. Each is stopped once it
 	// has said so.
@@ -190,6 +212,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 	// Everything an operator or a log pipeline could see.
 	visible := map[string]string{
+		"events sent to Glitchtip":             glitchtip.Raw(),
 		"output of the programs and stand-ins": logs.String(),
 		"listener /metrics":                    get(t, "http://"+s.listener.opsAddr()+"/metrics"),
 		"processor /metrics":                   get(t, "http://"+s.processors[0].opsAddr()+"/metrics"),
@@ -225,9 +248,51 @@ func TestSecretsNeverLeak(t *testing.T) {
 			t.Errorf("no %s in the configuration summaries", want)
 		}
 	}
-	if !strings.Contains(out, `"level":"debug","msg":"event type ignored","program":"listener"`) {
+	if !hasEntry(out, map[string]string{"level": "debug", "message": "event type ignored", "app": "cloudoreg-listener"}) {
 		t.Errorf("the programs logged nothing at debug level: the test saw less than it could")
 	}
+}
+
+// deadLetterWithIdentity publishes a work message whose attempt count is
+// not a number (so it is dead-lettered as undecodable) and that carries the
+// identity.
+func deadLetterWithIdentity(t *testing.T, url, password, org, identity string) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.UserInfo("cloudoreg", password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := workstream.Header(work.Message{Kind: string(event.AppAuthCreate), SourceID: "990001", Tenant: event.Tenant{OrgID: org}, Identity: identity})
+	h.Set(workstream.HeaderAttempt, "not-a-number")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject("990001"), Header: h}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hasEntry reports whether one JSON line of out (after the program's
+// prefix) has all the fields.
+func hasEntry(out string, fields map[string]string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		var e map[string]any
+		if i := strings.IndexByte(line, '{'); i < 0 || json.Unmarshal([]byte(line[i:]), &e) != nil {
+			continue
+		}
+		all := true
+		for k, v := range fields {
+			all = all && e[k] == v
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // runFailing runs the listener with env added to the common one until its

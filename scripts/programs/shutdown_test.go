@@ -13,11 +13,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/faults"
 	"github.com/cloudoreg/cloudoreg/scripts/internal/stack"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 const shutdownOrg = "5550001"
@@ -344,7 +345,7 @@ func (s *system) awaitWorkInProgress() {
 	defer tick.Stop()
 	for {
 		for p := 0; p < 4; p++ {
-			c, err := js.Consumer(ctx, work.StreamName, work.ConsumerName(p))
+			c, err := js.Consumer(ctx, work.StreamName, workstream.ConsumerName(p))
 			if err != nil {
 				continue
 			}

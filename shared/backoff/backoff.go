@@ -50,3 +50,21 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Retry calls try until it succeeds or ctx ends, waiting p's delays in
+// between; failed, when set, hears each failure first (to log it, or to
+// say so in readiness). It returns ctx's error when it gave up.
+func (p Policy) Retry(ctx context.Context, try func() error, failed func(attempt int, err error)) error {
+	for attempt := 1; ; attempt++ {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		if failed != nil {
+			failed(attempt, err)
+		}
+		if err := Sleep(ctx, p.Delay(attempt)); err != nil {
+			return err
+		}
+	}
+}

@@ -147,3 +147,35 @@ func TestSleepHonoursContext(t *testing.T) {
 		t.Fatalf("err %v, want context.DeadlineExceeded", err)
 	}
 }
+
+func TestRetryUntilSuccess(t *testing.T) {
+	calls, heard := 0, 0
+	err := Policy{Base: time.Microsecond, Max: time.Microsecond}.Retry(context.Background(), func() error {
+		calls++
+		if calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}, func(attempt int, err error) {
+		heard++
+		if attempt != heard || err == nil {
+			t.Errorf("failure %d heard as attempt %d, %v", heard, attempt, err)
+		}
+	})
+	if err != nil || calls != 3 || heard != 2 {
+		t.Fatalf("err %v, %d calls, %d failures heard", err, calls, heard)
+	}
+}
+
+func TestRetryStopsWithTheContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	err := Policy{Base: time.Hour, Max: time.Hour}.Retry(ctx, func() error {
+		calls++
+		cancel()
+		return errors.New("down")
+	}, nil)
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("err %v after %d calls", err, calls)
+	}
+}

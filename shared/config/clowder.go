@@ -25,7 +25,9 @@ type Overlay struct {
 	metricsPort int
 	metricsPath string
 	privatePort int
-	sourcesURL  string // "": Clowder names no sources-api dependency
+	cloudWatch  *CloudWatch // nil: no usable logging.cloudwatch section
+	sourcesURL  string      // "": Clowder names no sources-api dependency
+	tlsCAPath   string      // Clowder's CA of the cluster's TLS service ports
 }
 
 // SourcesApp is the ClowdApp whose endpoint is the Sources API.
@@ -61,7 +63,11 @@ func Clowder(path string) (*Overlay, error) {
 	if app.PrivatePort != nil {
 		o.privatePort = *app.PrivatePort
 	}
+	o.cloudWatch = clowderCloudWatch(app.Logging)
 	o.sourcesURL = endpointURL(app.Endpoints, SourcesApp)
+	if app.TlsCAPath != nil {
+		o.tlsCAPath = strings.TrimSpace(*app.TlsCAPath)
+	}
 	if app.Kafka != nil {
 		for _, t := range app.Kafka.Topics {
 			if t.RequestedName != "" && t.Name != "" {
@@ -211,6 +217,11 @@ func (o *Overlay) MetricsPath(env string) string {
 func (o *Overlay) Sources(env Sources) Sources {
 	if o != nil && o.sourcesURL != "" {
 		env.URL = o.sourcesURL
+		// Clowder's TLS ports carry certificates of the cluster's service
+		// CA, which the image's system roots do not hold.
+		if strings.HasPrefix(o.sourcesURL, "https://") && o.tlsCAPath != "" {
+			env.CAFile = o.tlsCAPath
+		}
 	}
 	return env
 }

@@ -53,22 +53,13 @@ type Sources struct {
 	PSK     string        `env:"SOURCES_PSK" envDefault:"cloudoreg-local-psk" secret:"true"`
 	PSKFile string        `env:"SOURCES_PSK_FILE,file" secret:"true"`
 	Timeout time.Duration `env:"SOURCES_TIMEOUT" envDefault:"10s"`
+	// CAFile is a PEM bundle trusted besides the system roots for an https
+	// SOURCES_URL (under Clowder: its tlsCAPath, the cluster's service CA).
+	CAFile string `env:"SOURCES_CA_FILE"`
 }
 
 // Key is the PSK from the variable or its file (the file wins).
 func (s Sources) Key() string { return Secret(s.PSK, s.PSKFile) }
-
-// Log is how to log.
-type Log struct {
-	Level  string `env:"LOG_LEVEL" envDefault:"info"`
-	Format string `env:"LOG_FORMAT" envDefault:"json"` // json or text
-}
-
-// Ops is the port of /metrics, /healthz and /readyz.
-type Ops struct {
-	MetricsPort int    `env:"METRICS_PORT"`
-	MetricsPath string `env:"METRICS_PATH" envDefault:"/metrics"`
-}
 
 // Secret returns the file's content when a file was given, else the value.
 // Files win because mounted secrets are how OpenShift hands them over.

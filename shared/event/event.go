@@ -31,6 +31,7 @@ const (
 	AppAuthCreate  Type = "ApplicationAuthentication.create"
 	AppAuthDestroy Type = "ApplicationAuthentication.destroy"
 	AuthUpdate     Type = "Authentication.update"
+	AuthDestroy    Type = "Authentication.destroy"
 	AppPause       Type = "Application.pause"
 	AppUnpause     Type = "Application.unpause"
 	AppDestroy     Type = "Application.destroy"
@@ -40,13 +41,15 @@ const (
 // Routed reports whether Cloudoreg acts on an event_type.
 func Routed(eventType string) bool {
 	switch Type(eventType) {
-	case AppAuthCreate, AppAuthDestroy, AuthUpdate, AppPause, AppUnpause, AppDestroy, SourceDestroy:
+	case AppAuthCreate, AppAuthDestroy, AuthUpdate, AuthDestroy, AppPause, AppUnpause, AppDestroy, SourceDestroy:
 		return true
 	}
 	return false
 }
 
-// IsDestroy reports whether the event says a resource Cloudoreg registered is gone.
+// IsDestroy reports whether the event says a resource Cloudoreg registered is
+// gone. Authentication.destroy is not one: it may be another application's
+// credential, so the processor decides from the application it names.
 func (t Type) IsDestroy() bool {
 	return t == AppAuthDestroy || t == AppDestroy || t == SourceDestroy
 }
@@ -100,17 +103,28 @@ func Decode(t Type, value []byte) (Event, error) {
 		if ev.AuthenticationID, err = requiredID("authentication_id", p.AuthenticationID); err != nil {
 			return Event{}, err
 		}
-	case AuthUpdate:
+	case AuthUpdate, AuthDestroy:
 		if ev.AuthenticationID, err = requiredID("id", p.ID); err != nil {
 			return Event{}, err
 		}
 		if ev.SourceID, err = requiredID("source_id", p.SourceID); err != nil {
 			return Event{}, err
 		}
-		if p.ResourceType == "Application" {
-			// The application id is a hint only: the processor re-reads Sources.
-			ev.ApplicationID, _ = optionalID(p.ResourceID)
+		if p.ResourceType != "Application" {
+			break // a credential of a source or an endpoint names no application
 		}
+		if t == AuthDestroy {
+			// The processor acts on a destroy only when it names the
+			// cloud-meter application: an unreadable one is poison to
+			// count, not a destroy to drop unseen.
+			ev.ApplicationID, err = requiredID("resource_id", p.ResourceID)
+			if err != nil {
+				return Event{}, err
+			}
+			break
+		}
+		// The application id of an update is a hint only: the processor re-reads Sources.
+		ev.ApplicationID, _ = optionalID(p.ResourceID)
 	case AppPause, AppUnpause, AppDestroy:
 		if ev.ApplicationID, err = requiredID("id", p.ID); err != nil {
 			return Event{}, err

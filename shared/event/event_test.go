@@ -63,6 +63,7 @@ func TestDecodeFixtures(t *testing.T) {
 		{"event-applicationauthentication-create.json", Event{Type: AppAuthCreate, ApplicationID: "21", AuthenticationID: "41"}},
 		{"event-applicationauthentication-destroy.json", Event{Type: AppAuthDestroy, ApplicationID: "21", AuthenticationID: "41"}},
 		{"event-authentication-update.json", Event{Type: AuthUpdate, SourceID: "11", ApplicationID: "21", AuthenticationID: "41"}},
+		{"event-authentication-destroy.json", Event{Type: AuthDestroy, SourceID: "11", ApplicationID: "21", AuthenticationID: "41"}},
 		{"event-application-pause.json", Event{Type: AppPause, SourceID: "11", ApplicationID: "21"}},
 		{"event-source-destroy.json", Event{Type: SourceDestroy, SourceID: "11"}},
 	}
@@ -117,8 +118,8 @@ func TestDecodeSharedShapes(t *testing.T) {
 }
 
 func TestRoutedAndIsDestroy(t *testing.T) {
-	routed := map[Type]bool{AppAuthCreate: false, AppAuthDestroy: true, AuthUpdate: false, AppPause: false,
-		AppUnpause: false, AppDestroy: true, SourceDestroy: true}
+	routed := map[Type]bool{AppAuthCreate: false, AppAuthDestroy: true, AuthUpdate: false, AuthDestroy: false,
+		AppPause: false, AppUnpause: false, AppDestroy: true, SourceDestroy: true}
 	for typ, destroy := range routed {
 		if !Routed(string(typ)) {
 			t.Errorf("%s not routed", typ)
@@ -127,7 +128,7 @@ func TestRoutedAndIsDestroy(t *testing.T) {
 			t.Errorf("%s.IsDestroy() = %v", typ, typ.IsDestroy())
 		}
 	}
-	for _, s := range []string{"", "Application.update", "Source.create", "Authentication.destroy", "Authentication.create",
+	for _, s := range []string{"", "Application.update", "Source.create", "authentication.destroy", "Authentication.create",
 		"ApplicationAuthentication.update", "applicationauthentication.create", " Source.destroy", "Source.destroy ", "healthcheck"} {
 		if Routed(s) {
 			t.Errorf("%q routed", s)
@@ -165,7 +166,11 @@ func idFields() []idField {
 	for _, typ := range []Type{AppAuthCreate, AppAuthDestroy} {
 		out = append(out, idField{typ, "application_id", appAuth(), appID}, idField{typ, "authentication_id", appAuth(), authID})
 	}
-	out = append(out, idField{AuthUpdate, "id", authUpdate(), authID}, idField{AuthUpdate, "source_id", authUpdate(), srcID})
+	for _, typ := range []Type{AuthUpdate, AuthDestroy} {
+		out = append(out, idField{typ, "id", authUpdate(), authID}, idField{typ, "source_id", authUpdate(), srcID})
+	}
+	// A destroy is acted on only for the application it names.
+	out = append(out, idField{AuthDestroy, "resource_id", authUpdate(), appID})
 	for _, typ := range []Type{AppPause, AppUnpause, AppDestroy} {
 		out = append(out, idField{typ, "id", application(), appID}, idField{typ, "source_id", application(), srcID})
 	}
@@ -342,6 +347,41 @@ func TestDecodeAuthenticationUpdate(t *testing.T) {
 	}
 }
 
+// A destroy names the application whose credential is gone; the processor
+// acts only when it is the cloud-meter one, so a destroy whose application
+// cannot be read is poison, not a silent no-op.
+func TestDecodeAuthenticationDestroy(t *testing.T) {
+	cases := []struct {
+		name, value string
+		want        Event
+		err         error
+	}{
+		{"as Sources sends it", `{"id":"41","resource_type":"Application","resource_id":21,"source_id":11}`,
+			Event{Type: AuthDestroy, SourceID: "11", ApplicationID: "21", AuthenticationID: "41"}, nil},
+		{"string ids", `{"id":"41","resource_type":"Application","resource_id":"21","source_id":"11"}`,
+			Event{Type: AuthDestroy, SourceID: "11", ApplicationID: "21", AuthenticationID: "41"}, nil},
+		{"source credential", `{"id":"41","resource_type":"Source","resource_id":11,"source_id":11}`,
+			Event{Type: AuthDestroy, SourceID: "11", AuthenticationID: "41"}, nil},
+		{"endpoint credential", `{"id":"41","resource_type":"Endpoint","resource_id":"1.>","source_id":11}`,
+			Event{Type: AuthDestroy, SourceID: "11", AuthenticationID: "41"}, nil},
+		{"bad resource id", `{"id":"41","resource_type":"Application","resource_id":"1.>","source_id":11}`, Event{}, ErrBadID},
+		{"null resource id", `{"id":"41","resource_type":"Application","resource_id":null,"source_id":11}`, Event{}, ErrBadID},
+		{"no resource id", `{"id":"41","resource_type":"Application","source_id":11}`, Event{}, ErrBadID},
+		{"no source id", `{"id":"41","resource_type":"Application","resource_id":21}`, Event{}, ErrBadID},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Decode(AuthDestroy, []byte(tc.value))
+			if !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
+				t.Fatalf("err %v, want %v", err, tc.err)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestDecodeBadPayloads(t *testing.T) {
 	values := map[string]string{
 		"empty":                      ``,
@@ -359,8 +399,8 @@ func TestDecodeBadPayloads(t *testing.T) {
 		"resource_type not a string": `{"id":"41","resource_type":5,"resource_id":21,"source_id":11}`,
 	}
 	for name, v := range values {
-		for _, typ := range []Type{AppAuthCreate, AppAuthDestroy, AuthUpdate, AppPause, AppUnpause, AppDestroy, SourceDestroy} {
-			if name == "resource_type not a string" && typ != AuthUpdate {
+		for _, typ := range []Type{AppAuthCreate, AppAuthDestroy, AuthUpdate, AuthDestroy, AppPause, AppUnpause, AppDestroy, SourceDestroy} {
+			if name == "resource_type not a string" && typ != AuthUpdate && typ != AuthDestroy {
 				continue
 			}
 			ev, err := Decode(typ, []byte(v))
@@ -393,7 +433,7 @@ func TestDecodeIgnoresOtherFields(t *testing.T) {
 }
 
 func TestDecodeUnroutedType(t *testing.T) {
-	for _, typ := range []Type{"", "Application.update", "Source.create", "Authentication.destroy"} {
+	for _, typ := range []Type{"", "Application.update", "Source.create", "Authentication.create"} {
 		ev, err := Decode(typ, []byte(`{"id":11,"source_id":11,"application_id":21,"authentication_id":41}`))
 		if err == nil || ev != (Event{}) {
 			t.Errorf("%q: %+v, %v", typ, ev, err)
@@ -419,7 +459,7 @@ func TestDecodeErrorsNeverContainInput(t *testing.T) {
 	}
 	failures := 0
 	for _, v := range values {
-		for _, typ := range []Type{AppAuthCreate, AppAuthDestroy, AuthUpdate, AppPause, AppUnpause, AppDestroy, SourceDestroy, Type(marker)} {
+		for _, typ := range []Type{AppAuthCreate, AppAuthDestroy, AuthUpdate, AuthDestroy, AppPause, AppUnpause, AppDestroy, SourceDestroy, Type(marker)} {
 			_, err := Decode(typ, []byte(v))
 			if err == nil {
 				continue // a field this type does not read held the marker
@@ -454,14 +494,14 @@ func TestValidID(t *testing.T) {
 // input can leak into logs through them.
 func decodeErrorTexts() map[string]bool {
 	out := map[string]bool{ErrBadPayload.Error(): true, "event type is not routed": true}
-	for _, f := range []string{"id", "source_id", "application_id", "authentication_id"} {
+	for _, f := range []string{"id", "source_id", "application_id", "authentication_id", "resource_id"} {
 		out[ErrBadID.Error()+": "+f] = true
 	}
 	return out
 }
 
 func FuzzDecode(f *testing.F) {
-	types := []Type{AppAuthCreate, AppAuthDestroy, AuthUpdate, AppPause, AppUnpause, AppDestroy, SourceDestroy}
+	types := []Type{AppAuthCreate, AppAuthDestroy, AuthUpdate, AuthDestroy, AppPause, AppUnpause, AppDestroy, SourceDestroy}
 	for _, fx := range allFixtures(f) {
 		for _, typ := range types {
 			f.Add(string(typ), []byte(fx.Value))
@@ -524,7 +564,7 @@ func FuzzDecode(f *testing.F) {
 			if ev.ApplicationID == "" || ev.AuthenticationID == "" || ev.SourceID != "" {
 				t.Fatalf("%+v", ev)
 			}
-		case AuthUpdate:
+		case AuthUpdate, AuthDestroy:
 			if ev.AuthenticationID == "" || ev.SourceID == "" {
 				t.Fatalf("%+v", ev)
 			}

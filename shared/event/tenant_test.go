@@ -106,7 +106,7 @@ func TestResolveTenantErrorsNeverContainIdentity(t *testing.T) {
 			t.Errorf("%q accepted", id)
 			continue
 		}
-		if err != ErrBadIdentity && err != ErrNoTenant && err != ErrBadTenant {
+		if err != ErrBadIdentity && err != ErrNoTenant && err != ErrBadTenant { //nolint:errorlint // the very sentinel, unwrapped: no detail may ride along
 			t.Errorf("error %v is not one of the fixed errors", err)
 		}
 		if strings.Contains(err.Error(), marker) || strings.Contains(err.Error(), id) {
@@ -178,19 +178,19 @@ func FuzzResolveTenant(f *testing.F) {
 			if valid && (err != nil || got != (Tenant{OrgID: org, AccountNumber: account})) {
 				t.Fatalf("headers %q/%q gave %+v, %v", org, account, got, err)
 			}
-			if !valid && err != ErrBadTenant {
+			if !valid && err != ErrBadTenant { //nolint:errorlint // the very sentinel, unwrapped
 				t.Fatalf("headers %q/%q gave %+v, %v, want ErrBadTenant", org, account, got, err)
 			}
 			return
 		}
 		if err != nil {
-			if err != ErrNoTenant && err != ErrBadIdentity && err != ErrBadTenant {
+			if err != ErrNoTenant && err != ErrBadIdentity && err != ErrBadTenant { //nolint:errorlint // the very sentinel, unwrapped
 				t.Fatalf("unexpected error %v", err)
 			}
 			if got != (Tenant{}) {
 				t.Fatalf("tenant %+v returned with error", got)
 			}
-			if identity == "" && err != ErrNoTenant {
+			if identity == "" && err != ErrNoTenant { //nolint:errorlint // the very sentinel, unwrapped
 				t.Fatalf("no identity: %v", err)
 			}
 			return

@@ -56,7 +56,7 @@ func tlsConfig(caPEM string) (*tls.Config, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
-		return nil, errors.New("Kafka CA: no PEM certificate found")
+		return nil, errors.New("kafka CA: no PEM certificate found")
 	}
 	tc.RootCAs = pool
 	return tc, nil

@@ -12,6 +12,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cloudoreg/cloudoreg/shared/config"
+	"github.com/cloudoreg/cloudoreg/shared/ops"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options turns c into nats.go options. name identifies the client to the server.
@@ -90,4 +92,22 @@ func Watch(ctx context.Context, nc *nats.Conn, report func(connected bool)) {
 		case <-t.C:
 		}
 	}
+}
+
+// ConnectWatched is Connect, then keeps the program's NATS readiness check
+// and its connected gauge (1 or 0) current until ctx ends.
+func ConnectWatched(ctx context.Context, c config.NATS, name string, log *logrus.Entry, ready *ops.Readiness, connected prometheus.Gauge) (*nats.Conn, error) {
+	nc, err := Connect(c, name, log)
+	if err != nil {
+		return nil, err
+	}
+	go Watch(ctx, nc, func(ok bool) {
+		ready.Set(ops.CheckNATS, ok, "not connected to NATS")
+		if ok {
+			connected.Set(1)
+		} else {
+			connected.Set(0)
+		}
+	})
+	return nc, nil
 }

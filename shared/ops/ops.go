@@ -6,8 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,17 +22,31 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cloudoreg/cloudoreg/shared/buildinfo"
+	"github.com/cloudoreg/cloudoreg/shared/logging"
+)
+
+// Check names a readiness condition (the lines of /readyz).
+type Check string
+
+// The readiness conditions of the two programs (README, "When readiness
+// fails", explains each).
+const (
+	CheckKafka     Check = "kafka"     // both: the consumer group session, or the last status message
+	CheckNATS      Check = "nats"      // both: connected to NATS
+	CheckStream    Check = "stream"    // listener: the work stream and the routing index exist
+	CheckProgress  Check = "progress"  // listener: publishing and resolving go through
+	CheckConsumers Check = "consumers" // processor: the partition consumers are bound
 )
 
 // Readiness collects named conditions; the program is ready when all hold.
 type Readiness struct {
 	mu     sync.Mutex
-	checks map[string]string // name -> reason it is not ready ("" = ready)
+	checks map[Check]string // name -> reason it is not ready ("" = ready)
 }
 
 // NewReadiness returns a Readiness with the named checks, all not ready yet.
-func NewReadiness(names ...string) *Readiness {
-	r := &Readiness{checks: map[string]string{}}
+func NewReadiness(names ...Check) *Readiness {
+	r := &Readiness{checks: map[Check]string{}}
 	for _, n := range names {
 		r.checks[n] = "starting"
 	}
@@ -37,7 +54,7 @@ func NewReadiness(names ...string) *Readiness {
 }
 
 // Set records whether check name holds; reason says why not.
-func (r *Readiness) Set(name string, ok bool, reason string) {
+func (r *Readiness) Set(name Check, ok bool, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if ok {
@@ -55,7 +72,7 @@ func (r *Readiness) Ready() (bool, []string) {
 	var failing []string
 	for n, reason := range r.checks {
 		if reason != "" {
-			failing = append(failing, n+": "+reason)
+			failing = append(failing, string(n)+": "+reason)
 		}
 	}
 	sort.Strings(failing)
@@ -140,15 +157,15 @@ func serve(addr string, h http.Handler, l Limits) (*Server, error) {
 	return s, nil
 }
 
-// limitBody answers 413 to a body announced larger than max, and stops
+// limitBody answers 413 to a body announced larger than limit, and stops
 // reading one that turns out larger (the handler's read fails).
-func limitBody(h http.Handler, max int64) http.Handler {
+func limitBody(h http.Handler, limit int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
+		if r.ContentLength > limit {
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		h.ServeHTTP(w, r)
 	})
 }
@@ -180,8 +197,9 @@ func StopOnFailure(ctx context.Context, cancel context.CancelFunc, log *logrus.E
 }
 
 // NewRegistry is the metrics registry of a Cloudoreg program: the Go runtime
-// and process collectors, and cloudoreg_build_info, a constant 1 whose labels
-// say which build runs (a dashboard sees a rollout, an alert a mixed fleet).
+// and process collectors, cloudoreg_build_info, a constant 1 whose labels
+// say which build runs (a dashboard sees a rollout, an alert a mixed fleet),
+// and the log entries the logger could not copy (logging.Dropped).
 func NewRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	b := buildinfo.Get()
@@ -191,6 +209,35 @@ func NewRegistry() *prometheus.Registry {
 		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.GoVersion},
 	})
 	info.Set(1)
-	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info)
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info, logging.Dropped)
 	return r
+}
+
+// fqName finds a family's name in a descriptor's text: client_golang gives
+// no other way to read it.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Families names every metric family a program can expose: those reg
+// gathers now and those the collectors describe (a vector with no series
+// yet is described but not gathered). Sorted, without duplicates.
+func Families(reg *prometheus.Registry, cs ...prometheus.Collector) []string {
+	seen := map[string]bool{}
+	if mfs, err := reg.Gather(); err == nil {
+		for _, mf := range mfs {
+			seen[mf.GetName()] = true
+		}
+	}
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			seen[m[1]] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }

@@ -28,7 +28,7 @@ func TestRegistryExportsBuildInfo(t *testing.T) {
 			t.Errorf("cloudoreg_build_info = %v %v", labels, m.GetGauge().GetValue())
 		}
 	}
-	for _, want := range []string{"cloudoreg_build_info", "go_goroutines", "process_start_time_seconds"} {
+	for _, want := range []string{"cloudoreg_build_info", "go_goroutines", "process_start_time_seconds", "cloudoreg_log_entries_dropped_total"} {
 		if !names[want] {
 			t.Errorf("%s is not exported", want)
 		}

@@ -22,26 +22,38 @@ type Runner interface {
 }
 
 // Main runs the program named name and exits. loadErr is the error of
-// loading the configuration; start builds the program from its logger.
+// loading the configuration; start builds the program from its logger. The
+// logger's copies (CloudWatch, Glitchtip) are flushed before every exit, so
+// the error that stops a program reaches them too.
 func Main(name string, logCfg config.Log, loadErr error, start func(*logrus.Entry) (Runner, error)) {
 	if loadErr != nil {
 		fmt.Fprintln(os.Stderr, loadErr)
 		os.Exit(2)
 	}
-	log, err := logging.New(logCfg, name)
+	log, err := logging.New(os.Stdout, logCfg, "cloudoreg-"+name)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	os.Exit(run(name, log, start))
+}
+
+func run(name string, log *logging.Logger, start func(*logrus.Entry) (Runner, error)) int {
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), logging.FlushTimeout)
+		defer cancel()
+		log.Close(ctx)
+	}()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	r, err := start(log)
+	r, err := start(log.Entry)
 	if err != nil {
 		log.WithError(err).Error(name + " cannot start")
-		os.Exit(2)
+		return 2
 	}
 	if err := r.Run(ctx); err != nil && ctx.Err() == nil {
 		log.WithError(err).Error(name + " failed")
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }

@@ -93,3 +93,10 @@ func AvailableMessage(applicationID string) Message {
 func UnavailableMessage(applicationID string, code Code) Message {
 	return Message{ResourceType: ResourceType, ResourceID: applicationID, Status: Unavailable, Error: code.Text()}
 }
+
+// RemovedMessage is the message for an application whose credential is gone
+// while the application remains: unavailable with no error text, as
+// cloudigrade's delete notice was (the console shows no error to fix).
+func RemovedMessage(applicationID string) Message {
+	return Message{ResourceType: ResourceType, ResourceID: applicationID, Status: Unavailable, Error: ""}
+}

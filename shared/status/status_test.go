@@ -102,6 +102,11 @@ func TestMessages(t *testing.T) {
 		back["error"] != contractPrefix+"CG3002. "+contractTexts[CG3002] || len(back) != 4 {
 		t.Errorf("unavailable JSON %s", b)
 	}
+	// The delete notice: unavailable, and "error" present and empty.
+	b, _ = json.Marshal(RemovedMessage("21"))
+	if got, want := string(b), `{"resource_type":"Application","resource_id":"21","status":"unavailable","error":""}`; got != want {
+		t.Errorf("removed JSON %s, want %s", got, want)
+	}
 	if UnavailableMessage("21", "nope").Error != CG3000.Text() {
 		t.Error("unknown code not reported as CG3000")
 	}

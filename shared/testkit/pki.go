@@ -73,3 +73,15 @@ func NewPKI(t testing.TB, name string) PKI {
 func (p PKI) ServerTLS() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{p.Server}, MinVersion: tls.VersionTLS12}
 }
+
+// ServerPEM is the server certificate and its private key in PEM, for a
+// server configured from files.
+func (p PKI) ServerPEM(t testing.TB) (cert, key string) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(p.Server.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.Server.Certificate[0]}))
+	return cert, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}

@@ -5,7 +5,9 @@ package testkit
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,22 +16,63 @@ import (
 	"time"
 )
 
-// FreePorts reserves n free loopback ports and releases them for the caller
-// (a program that must know its port before it starts).
+// Ports picks n loopback ports that are free now, for programs that must
+// know their ports before they start. They are drawn from 20000-32767,
+// below Linux's ephemeral range (32768-60999), so no port-0 listener or
+// outgoing connection of another test can be given one between the pick
+// and the program's bind, nor while a killed program is away from it.
+func Ports(n int) ([]int, error) {
+	sizes := make([]int, n)
+	for i := range sizes {
+		sizes[i] = 1
+	}
+	return PortRuns(sizes...)
+}
+
+// PortRuns is Ports for runs of consecutive ports (the servers of a local
+// cluster, each on base+i): it returns the first port of a run of each size.
+func PortRuns(sizes ...int) ([]int, error) {
+	const lo, hi = 20000, 32768
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	// run holds size consecutive free ports open, or none.
+	run := func(p, size int) bool {
+		for q := p; q < p+size; q++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(q)))
+			if err != nil { // taken (also by one picked already, which is held open)
+				for _, held := range lns[len(lns)-(q-p):] {
+					_ = held.Close()
+				}
+				lns = lns[:len(lns)-(q-p)]
+				return false
+			}
+			lns = append(lns, ln)
+		}
+		return true
+	}
+	firsts := make([]int, 0, len(sizes))
+	for tries := 0; len(firsts) < len(sizes); tries++ {
+		if tries > 2000 {
+			return nil, fmt.Errorf("no free ports for runs of %v found in %d-%d", sizes, lo, hi-1)
+		}
+		size := sizes[len(firsts)]
+		if p := lo + rand.IntN(hi-lo-size+1); run(p, size) {
+			firsts = append(firsts, p)
+		}
+	}
+	return firsts, nil
+}
+
+// FreePorts is Ports for a test.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
+	ports, err := Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }
@@ -79,7 +122,7 @@ func AwaitHTTP(t testing.TB, url string, want int, limit time.Duration) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for range tick.C {
-		if resp, err := http.Get(url); err == nil {
+		if resp, err := http.Get(url); err == nil { //nolint:gosec // G107: a test waits on the URL it started
 			_ = resp.Body.Close()
 			if resp.StatusCode == want {
 				return

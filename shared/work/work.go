@@ -1,16 +1,15 @@
-// Package work defines the JetStream work stream between the listener and the
-// processors: subjects, the message format (NATS headers) and the stream and
-// consumer configuration. It is the one place both programs agree on.
+// Package work defines the unit of work between the listener and the
+// processors: a plain value (which source to reconcile, why, for whom) and
+// the names of the streams and subjects it travels on. Its encoding as a
+// NATS message and the stream declarations are package workstream's.
 package work
 
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/shared/event"
-	"github.com/nats-io/nats.go"
 )
 
 // Names of the JetStream resources Cloudoreg owns.
@@ -28,20 +27,6 @@ const (
 const (
 	KindCheck     = "Cloudoreg.check"
 	KindReconcile = "Cloudoreg.reconcile"
-)
-
-// NATS header names of a work message.
-const (
-	HeaderKind             = "Cloudoreg-Kind"
-	HeaderSourceID         = "Cloudoreg-Source-Id"
-	HeaderApplicationID    = "Cloudoreg-Application-Id"
-	HeaderAuthenticationID = "Cloudoreg-Authentication-Id"
-	HeaderOrgID            = "Cloudoreg-Org-Id"
-	HeaderAccount          = "Cloudoreg-Account-Number"
-	HeaderIdentity         = "Cloudoreg-Identity"
-	HeaderOrigin           = "Cloudoreg-Origin"
-	HeaderAttempt          = "Cloudoreg-Attempt"
-	HeaderFirstFailure     = "Cloudoreg-First-Failure"
 )
 
 // Message is one unit of work: reconcile SourceID because of Kind.
@@ -69,64 +54,16 @@ func Subject(sourceID string) string { return SubjectPrefix + sourceID }
 // ErrBadMessage means a work message lacks what a reconcile needs.
 var ErrBadMessage = errors.New("work message is malformed")
 
-// Header encodes m as NATS headers.
-func (m Message) Header() nats.Header {
-	h := nats.Header{}
-	set := func(k, v string) {
-		if v != "" {
-			h.Set(k, v)
-		}
+// Validate says what a reconcile would miss in m: its kind, a source id that
+// is a Sources id (and so a safe subject token), a tenant.
+func (m Message) Validate() error {
+	switch {
+	case m.Kind == "":
+		return fmt.Errorf("%w: no kind", ErrBadMessage)
+	case !event.ValidID(m.SourceID):
+		return fmt.Errorf("%w: invalid source id", ErrBadMessage)
+	case m.Tenant.Key() == "":
+		return fmt.Errorf("%w: no tenant", ErrBadMessage)
 	}
-	set(HeaderKind, m.Kind)
-	set(HeaderSourceID, m.SourceID)
-	set(HeaderApplicationID, m.ApplicationID)
-	set(HeaderAuthenticationID, m.AuthenticationID)
-	set(HeaderOrgID, m.Tenant.OrgID)
-	set(HeaderAccount, m.Tenant.AccountNumber)
-	set(HeaderIdentity, m.Identity)
-	set(HeaderOrigin, m.Origin)
-	if m.Attempt > 0 {
-		h.Set(HeaderAttempt, strconv.Itoa(m.Attempt))
-	}
-	if !m.FirstFailure.IsZero() {
-		h.Set(HeaderFirstFailure, m.FirstFailure.UTC().Format(time.RFC3339Nano))
-	}
-	return h
-}
-
-// Decode reads a work message from NATS headers.
-func Decode(h nats.Header) (Message, error) {
-	m := Message{
-		Kind:             h.Get(HeaderKind),
-		SourceID:         h.Get(HeaderSourceID),
-		ApplicationID:    h.Get(HeaderApplicationID),
-		AuthenticationID: h.Get(HeaderAuthenticationID),
-		Tenant:           event.Tenant{OrgID: h.Get(HeaderOrgID), AccountNumber: h.Get(HeaderAccount)},
-		Identity:         h.Get(HeaderIdentity),
-		Origin:           h.Get(HeaderOrigin),
-	}
-	if m.Kind == "" {
-		return Message{}, fmt.Errorf("%w: no %s", ErrBadMessage, HeaderKind)
-	}
-	if !event.ValidID(m.SourceID) {
-		return Message{}, fmt.Errorf("%w: invalid %s", ErrBadMessage, HeaderSourceID)
-	}
-	if m.Tenant.Key() == "" {
-		return Message{}, fmt.Errorf("%w: no tenant", ErrBadMessage)
-	}
-	if v := h.Get(HeaderAttempt); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return Message{}, fmt.Errorf("%w: invalid %s", ErrBadMessage, HeaderAttempt)
-		}
-		m.Attempt = n
-	}
-	if v := h.Get(HeaderFirstFailure); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return Message{}, fmt.Errorf("%w: invalid %s", ErrBadMessage, HeaderFirstFailure)
-		}
-		m.FirstFailure = t
-	}
-	return m, nil
+	return nil
 }

@@ -34,12 +34,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/ops"
 	"github.com/cloudoreg/cloudoreg/shared/work"
-)
-
-// Readiness check names the pipeline maintains.
-const (
-	ReadyKafka    = "kafka"
-	ReadyProgress = "progress"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Publisher is the part of jetstream.JetStream the pipeline uses.
@@ -62,6 +57,9 @@ type Handler struct {
 	// server takes, as the connection reports it (nats.Conn.MaxPayload);
 	// 0 means unknown.
 	MaxPayload func() int64
+	// EventLogRate is how many "event forwarded" lines a partition writes
+	// per second at most (0: no limit); see auditLog.
+	EventLogRate int
 }
 
 // maxHeaderBytes is JetStream's limit on a stored message's headers (the
@@ -79,7 +77,7 @@ const (
 // Setup is called when a session starts (after a rebalance).
 func (h *Handler) Setup(s sarama.ConsumerGroupSession) error {
 	h.Metrics.Rebalances.Inc()
-	h.Ready.Set(ReadyKafka, true, "")
+	h.Ready.Set(ops.CheckKafka, true, "")
 	h.Log.WithField("claims", fmt.Sprint(s.Claims())).Info("consumer group session started")
 	return nil
 }
@@ -101,6 +99,7 @@ func (h *Handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerG
 		tracker:  offsets.New(),
 		inflight: map[string]*job{},
 		results:  make(chan result, h.MaxInFlight+1),
+		audit:    auditLog{perSecond: h.EventLogRate},
 	}
 	return p.run(s.Context())
 }
@@ -113,6 +112,7 @@ type partition struct {
 	tracker  *offsets.Tracker
 	inflight map[string]*job // by source id
 	results  chan result
+	audit    auditLog
 }
 
 type job struct {
@@ -132,8 +132,14 @@ type result struct {
 }
 
 func (p *partition) run(ctx context.Context) error {
+	// A burst's last held-back lines are summarised within a second even
+	// when no event follows.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
+		case now := <-tick.C:
+			p.logHeldBack(p.audit.roll(now))
 		case m, ok := <-p.claim.Messages():
 			if !ok {
 				return p.drain()
@@ -162,17 +168,17 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		return m.Headers[i].Key, m.Headers[i].Value
 	})
 	d := route.Decide(headers, m.Value, p.h.MaxValue)
-	log := p.h.Log.WithFields(logrus.Fields{
-		"event_type":      route.MetricType(d.EventType),
-		"kafka_topic":     m.Topic,
-		"kafka_partition": m.Partition,
-		"kafka_offset":    m.Offset,
-	})
-	switch d.Action {
-	case route.Ignore:
+	if d.Action == route.Ignore {
+		// Most of the stream: no log entry is built unless it is written.
 		p.h.Metrics.Events.WithLabelValues(route.MetricType(d.EventType), "ignored", "").Inc()
-		log.Debug("event type ignored")
-		return p.finish(m.Offset)
+		if p.h.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+			eventLog(p.h.Log, m, d).Debug("event type ignored")
+		}
+		p.finish(m.Offset)
+		return nil
+	}
+	log := eventLog(p.h.Log, m, d)
+	switch d.Action {
 	case route.Skip:
 		return p.skip(log, d.EventType, d.Reason, m.Offset)
 	}
@@ -196,8 +202,7 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		Identity:         d.Identity,
 		Origin:           id,
 	}
-	msg := &nats.Msg{Subject: work.Subject(sourceID), Header: wm.Header()}
-	msg.Header.Set(jetstream.MsgIDHeader, id)
+	msg := workstream.NewMsg(wm, id)
 	log = log.WithField("source_id", sourceID)
 	if !p.h.fits(msg) {
 		return p.skip(log, d.EventType, route.ReasonExceedsNATSLimits, m.Offset)
@@ -207,6 +212,16 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		return err
 	}
 	return p.publish(ctx, j)
+}
+
+// eventLog is the log entry of one event: its type and Kafka coordinates.
+func eventLog(base *logrus.Entry, m *sarama.ConsumerMessage, d route.Decision) *logrus.Entry {
+	return base.WithFields(logrus.Fields{
+		"event_type":      route.MetricType(d.EventType),
+		"kafka_topic":     m.Topic,
+		"kafka_partition": m.Partition,
+		"kafka_offset":    m.Offset,
+	})
 }
 
 // fits reports whether the server can take msg: JetStream's header limit
@@ -251,7 +266,8 @@ func refusedForGood(err error) bool {
 func (p *partition) skip(log *logrus.Entry, eventType, reason string, offset int64) error {
 	p.h.Metrics.Events.WithLabelValues(route.MetricType(eventType), "skipped", reason).Inc()
 	log.WithField("reason", reason).Warn("event skipped: it cannot be processed")
-	return p.finish(offset)
+	p.finish(offset)
+	return nil
 }
 
 // resolve finds the source id, retrying transient failures until it
@@ -262,7 +278,7 @@ func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Deci
 		if err == nil {
 			p.h.Metrics.Resolved.WithLabelValues(string(via)).Inc()
 			if attempt > 1 {
-				p.h.Ready.Set(ReadyProgress, true, "")
+				p.h.Ready.Set(ops.CheckProgress, true, "")
 			}
 			return id, nil
 		}
@@ -270,7 +286,7 @@ func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Deci
 			return "", err
 		}
 		p.h.Metrics.Retries.WithLabelValues("resolve").Inc()
-		p.h.Ready.Set(ReadyProgress, false, "resolving a source id keeps failing")
+		p.h.Ready.Set(ops.CheckProgress, false, "resolving a source id keeps failing")
 		log.WithError(err).WithField("attempt", attempt).Warn("resolving the source id failed, retrying")
 		if err := backoff.Sleep(ctx, p.h.Backoff.Delay(attempt)); err != nil {
 			return "", err
@@ -326,7 +342,7 @@ func await(fut jetstream.PubAckFuture, j *job, results chan<- result) {
 
 func (p *partition) retryWait(ctx context.Context, j *job, err error) error {
 	p.h.Metrics.Retries.WithLabelValues("nats").Inc()
-	p.h.Ready.Set(ReadyProgress, false, "publishing to JetStream keeps failing")
+	p.h.Ready.Set(ops.CheckProgress, false, "publishing to JetStream keeps failing")
 	j.log.WithError(err).WithField("attempt", j.attempt).Warn("publish to JetStream failed, retrying")
 	return backoff.Sleep(ctx, p.h.Backoff.Delay(j.attempt))
 }
@@ -350,14 +366,21 @@ func (p *partition) complete(ctx context.Context, r result) error {
 		}
 		return p.publish(ctx, j)
 	}
-	p.h.Ready.Set(ReadyProgress, true, "")
+	p.h.Ready.Set(ops.CheckProgress, true, "")
 	p.h.Metrics.PublishSeconds.Observe(time.Since(j.started).Seconds())
 	p.acknowledged(j)
 	if r.ack.Duplicate {
 		p.h.Metrics.Duplicates.Inc()
 	}
-	j.log.WithFields(logrus.Fields{"nats_stream_seq": r.ack.Sequence, "duplicate": r.ack.Duplicate}).Info("event forwarded to the work stream")
-	return p.finish(j.offset)
+	write, held := p.audit.forwarded(time.Now(), j.offset)
+	p.logHeldBack(held)
+	if write {
+		j.log.WithFields(logrus.Fields{"nats_stream_seq": r.ack.Sequence, "duplicate": r.ack.Duplicate}).Info("event forwarded to the work stream")
+	} else {
+		p.h.Metrics.EventLogsHeld.Inc()
+	}
+	p.finish(j.offset)
+	return nil
 }
 
 // acknowledged counts a job the stream stored: an event is routed once it
@@ -373,20 +396,20 @@ func (p *partition) refused(j *job, err error) error {
 }
 
 // finish marks offset done and marks the Kafka offset if it advanced.
-func (p *partition) finish(offset int64) error {
+func (p *partition) finish(offset int64) {
 	next, advanced := p.tracker.Done(offset)
 	if advanced {
 		p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), next, "")
 		p.h.Metrics.Commits.Inc()
 		p.h.Metrics.LastMarked.WithLabelValues(p.label).Set(float64(next))
 	}
-	return nil
 }
 
 // drain waits (bounded) for in-flight publishes so their offsets can be
 // marked before the session commits. What is not acknowledged in time is
 // not marked: it will be consumed again and deduplicated by the stream.
 func (p *partition) drain() error {
+	defer func() { p.logHeldBack(p.audit.flush(time.Now())) }()
 	timer := time.NewTimer(p.h.DrainTimeout)
 	defer timer.Stop()
 	for len(p.inflight) > 0 {
@@ -396,7 +419,7 @@ func (p *partition) drain() error {
 			p.h.Metrics.InFlight.Dec()
 			if r.err == nil {
 				p.acknowledged(r.job)
-				_ = p.finish(r.job.offset)
+				p.finish(r.job.offset)
 			}
 		case <-timer.C:
 			p.h.Log.WithField("inflight", len(p.inflight)).Warn("stopping with unacknowledged publishes; they will be replayed")
@@ -404,4 +427,15 @@ func (p *partition) drain() error {
 		}
 	}
 	return nil
+}
+
+// logHeldBack writes the summary of the event lines a window held back.
+func (p *partition) logHeldBack(h heldBack) {
+	if h.Count == 0 {
+		return
+	}
+	p.h.Log.WithFields(logrus.Fields{
+		"kafka_topic": p.claim.Topic(), "kafka_partition": p.claim.Partition(),
+		"events": h.Count, "first_kafka_offset": h.First, "last_kafka_offset": h.Last,
+	}).Info("events forwarded to the work stream without a line each (more than LISTENER_EVENT_LOG_RATE a second)")
 }

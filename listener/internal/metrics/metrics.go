@@ -15,6 +15,7 @@ type Metrics struct {
 	Resolved       *prometheus.CounterVec // via (payload, index, sources)
 	Published      prometheus.Counter     // work messages acknowledged by JetStream
 	Duplicates     prometheus.Counter     // acknowledged as duplicates (a replay)
+	EventLogsHeld  prometheus.Counter     // "event forwarded" lines held back above the log rate
 	PublishSeconds prometheus.Histogram   // publish to acknowledgement
 	Retries        *prometheus.CounterVec // target (nats, sources, index)
 	Lag            *prometheus.GaugeVec   // partition
@@ -22,12 +23,17 @@ type Metrics struct {
 	Commits        prometheus.Counter     // offsets marked
 	Rebalances     prometheus.Counter     // consumer group sessions started
 	LastMarked     *prometheus.GaugeVec   // partition: last offset marked
+	NATSConnected  prometheus.Gauge       // 1 while connected to NATS
+
+	collectors []prometheus.Collector
 }
+
+// Families names every metric family the listener can expose.
+func (m *Metrics) Families() []string { return ops.Families(m.Registry, m.collectors...) }
 
 // New registers the listener's metrics on a fresh registry (see ops.NewRegistry).
 func New() *Metrics {
 	r := ops.NewRegistry()
-	f := func(c prometheus.Collector) { r.MustRegister(c) }
 	m := &Metrics{
 		Registry: r,
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -41,6 +47,10 @@ func New() *Metrics {
 		Published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cloudoreg_listener_published_total",
 			Help: "Work messages acknowledged by JetStream.",
+		}),
+		EventLogsHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudoreg_listener_event_logs_aggregated_total",
+			Help: "Forwarded events logged in a per-second summary line instead of a line each (more than LISTENER_EVENT_LOG_RATE a second on a partition).",
 		}),
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cloudoreg_listener_duplicates_total",
@@ -75,10 +85,13 @@ func New() *Metrics {
 			Name: "cloudoreg_listener_marked_offset",
 			Help: "Next offset to consume as marked for commit, by partition.",
 		}, []string{"partition"}),
+		NATSConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudoreg_listener_nats_connected",
+			Help: "1 while the listener is connected to NATS, else 0.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.Events, m.Resolved, m.Published, m.Duplicates, m.PublishSeconds, m.Retries, m.Lag, m.InFlight, m.Commits, m.Rebalances, m.LastMarked} {
-		f(c)
-	}
+	m.collectors = []prometheus.Collector{m.Events, m.Resolved, m.Published, m.Duplicates, m.EventLogsHeld, m.PublishSeconds, m.Retries, m.Lag, m.InFlight, m.Commits, m.Rebalances, m.LastMarked, m.NATSConnected}
+	r.MustRegister(m.collectors...)
 	// Series an alert watches exist from the start at 0.
 	for _, target := range []string{"nats", "resolve"} {
 		m.Retries.WithLabelValues(target)

@@ -118,7 +118,7 @@ func TestPropertyMarksNeverPassUnfinished(t *testing.T) {
 	for run := range 300 {
 		tr := New()
 		var (
-			next     int64   = rng.Int64N(1000)
+			next     = rng.Int64N(1000)
 			taken    []int64 // in order
 			finished = map[int64]bool{}
 			inFlight []int64

@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
 )
 
@@ -30,7 +31,7 @@ type Applications interface {
 var ErrUnresolvable = errors.New("source id cannot be resolved: application unknown to the index and gone from Sources")
 
 // ErrRefused means Sources refused the lookup or answered something
-// unusable (sources.ErrInvalid, an unexpected answer): asking again gets
+// unusable (a dead-letter failure of package failure): asking again gets
 // the same answer, so the event is poison.
 var ErrRefused = errors.New("source id cannot be resolved: Sources refused the lookup")
 
@@ -67,9 +68,9 @@ func (r *Resolver) SourceID(ctx context.Context, ev event.Event, t event.Tenant)
 	}
 	app, err := r.Apps.Application(ctx, t, ev.ApplicationID)
 	switch {
-	case errors.Is(err, sources.ErrNotFound):
+	case errors.Is(err, failure.ErrNotFound):
 		return "", "", ErrUnresolvable
-	case err != nil && sources.IsTransient(err):
+	case err != nil && failure.IsTransient(err):
 		return "", "", err
 	case err != nil:
 		// The client's error names the path and status, never a secret.

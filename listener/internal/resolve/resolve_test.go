@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
 )
 
@@ -57,7 +58,7 @@ func (f *fakeApps) Application(_ context.Context, t event.Tenant, id string) (so
 	}
 	a, ok := f.apps[id]
 	if !ok {
-		return sources.Application{}, fmt.Errorf("GET /applications/%s: %w", id, sources.ErrNotFound)
+		return sources.Application{}, fmt.Errorf("GET /applications/%s: %w", id, failure.ErrNotFound)
 	}
 	return a, nil
 }
@@ -144,9 +145,9 @@ func TestSourcesNotFoundIsUnresolvable(t *testing.T) {
 
 func TestSourcesTransientErrorIsReturned(t *testing.T) {
 	for _, cause := range []error{
-		&sources.TransientError{Err: errors.New("503 Service Unavailable")},
-		&sources.TransientError{Err: context.DeadlineExceeded},
-		fmt.Errorf("GET: %w", sources.ErrUnauthorized),
+		failure.Transient("sources", errors.New("503 Service Unavailable")),
+		failure.Transient("sources", context.DeadlineExceeded),
+		failure.Operator(failure.ReasonSourcesUnauthorized, "sources", errors.New("GET")),
 	} {
 		idx := &fakeIndex{}
 		r := &Resolver{Index: idx, Apps: &fakeApps{err: cause}}
@@ -199,14 +200,14 @@ func TestInvalidSourceIDFromSourcesIsUnresolvable(t *testing.T) {
 }
 
 // Any answer of Sources that is neither gone nor worth retrying is final:
-// retrying it would stall the partition for ever.
+// retrying it would stall the partition for ever. (The client classifies
+// every answer and transport error: shared/sourcesapi's tests.)
 func TestSourcesRefusalIsFinal(t *testing.T) {
 	for _, cause := range []error{
-		fmt.Errorf("GET /applications/21: %w: HTTP 400: bad request", sources.ErrInvalid),
-		fmt.Errorf("GET /applications/21: %w: HTTP 431", sources.ErrInvalid),
-		fmt.Errorf("GET /applications/21: %w: undecodable response", sources.ErrInvalid),
-		fmt.Errorf("GET /applications/21: %w: net/http: invalid header field value", sources.ErrInvalid),
-		errors.New("an error the client never classified"),
+		failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /applications/21: HTTP 400: bad request")),
+		failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /applications/21: HTTP 431")),
+		failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /applications/21: undecodable response")),
+		failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /applications/21: net/http: invalid header field value")),
 	} {
 		idx := &fakeIndex{}
 		r := &Resolver{Index: idx, Apps: &fakeApps{err: cause}}

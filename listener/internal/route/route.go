@@ -14,11 +14,11 @@ import (
 type Action int
 
 const (
-	// Ignore: an event type Cloudoreg does not act on. No call is made.
+	// Ignore is an event type Cloudoreg does not act on. No call is made.
 	Ignore Action = iota
-	// Skip: a routed type that cannot be processed (poison input).
+	// Skip is a routed type that cannot be processed (poison input).
 	Skip
-	// Route: publish to the work stream once the source id is known.
+	// Route publishes to the work stream once the source id is known.
 	Route
 )
 

@@ -42,6 +42,8 @@ func TestDecideRoutes(t *testing.T) {
 		{event.AppAuthCreate, appAuthValue, event.Event{Type: event.AppAuthCreate, ApplicationID: "21", AuthenticationID: "41"}},
 		{event.AppAuthDestroy, appAuthValue, event.Event{Type: event.AppAuthDestroy, ApplicationID: "21", AuthenticationID: "41"}},
 		{event.AuthUpdate, authUpdateValue, event.Event{Type: event.AuthUpdate, SourceID: "11", ApplicationID: "21", AuthenticationID: "41"}},
+		// Sources sends a destroy with the same payload as the update.
+		{event.AuthDestroy, authUpdateValue, event.Event{Type: event.AuthDestroy, SourceID: "11", ApplicationID: "21", AuthenticationID: "41"}},
 		{event.AppPause, applicationValue, event.Event{Type: event.AppPause, SourceID: "11", ApplicationID: "21"}},
 		{event.AppUnpause, applicationValue, event.Event{Type: event.AppUnpause, SourceID: "11", ApplicationID: "21"}},
 		{event.AppDestroy, applicationValue, event.Event{Type: event.AppDestroy, SourceID: "11", ApplicationID: "21"}},
@@ -80,7 +82,7 @@ func TestDecideTenantFromIdentity(t *testing.T) {
 
 func TestDecideIgnores(t *testing.T) {
 	for _, typ := range []string{"", "Application.update", "Application.create", "Source.create", "Source.update",
-		"Authentication.create", "Authentication.destroy", "ApplicationAuthentication.update", "Endpoint.create",
+		"Authentication.create", "authentication.destroy", "ApplicationAuthentication.update", "Endpoint.create",
 		"Records.update", "healthcheck", "availability_status", "source.destroy", "Source.destroy ", "\xff"} {
 		// Even garbage in every other respect is ignored, not skipped.
 		for _, h := range []Headers{headers(typ), {event.HeaderEventType: typ}} {
@@ -237,7 +239,7 @@ func TestMetricType(t *testing.T) {
 			t.Errorf("%q -> %q", typ, MetricType(typ))
 		}
 	}
-	for _, typ := range []event.Type{event.AppAuthCreate, event.AppAuthDestroy, event.AuthUpdate, event.AppPause, event.AppUnpause, event.AppDestroy, event.SourceDestroy} {
+	for _, typ := range []event.Type{event.AppAuthCreate, event.AppAuthDestroy, event.AuthUpdate, event.AuthDestroy, event.AppPause, event.AppUnpause, event.AppDestroy, event.SourceDestroy} {
 		if MetricType(string(typ)) != string(typ) {
 			t.Errorf("routed %q -> %q", typ, MetricType(string(typ)))
 		}
@@ -266,7 +268,7 @@ func FuzzDecide(f *testing.F) {
 		`{"id":"1.>","source_id":"*"}`, `{"id":0,"source_id":-1}`, `{"id":1.5}`, `{"id":123456789012345678901234}`,
 		`{"id":"0021","source_id":11}`, `{"application_id":{},"authentication_id":[]}`, `{"id":null,"source_id":null}`}
 	types := []string{"", "Application.update", "healthcheck"}
-	for _, t := range []event.Type{event.AppAuthCreate, event.AppAuthDestroy, event.AuthUpdate, event.AppPause, event.AppUnpause, event.AppDestroy, event.SourceDestroy} {
+	for _, t := range []event.Type{event.AppAuthCreate, event.AppAuthDestroy, event.AuthUpdate, event.AuthDestroy, event.AppPause, event.AppUnpause, event.AppDestroy, event.SourceDestroy} {
 		types = append(types, string(t))
 	}
 	identities := []string{fixtureIdentity, "", "!!", b64("x"), b64(`{"identity":{"account_number":"1"}}`)}

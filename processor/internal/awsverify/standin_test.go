@@ -1,37 +1,26 @@
 package awsverify
 
-// The tests run the real STS stand-in (scripts/internal/standin/sts) on a
-// loopback port. That package is internal to the scripts module, so this one
-// cannot import it: the stand-in's small server command
-// (scripts/internal/standin/sts/testdata/serve) is built once and started per
-// test, and driven over its admin routes (/_trust, /_faults, /_calls), the
-// same way out-of-process harnesses drive it.
+// The tests run the real STS stand-in (shared/standin/sts) on a loopback
+// port, and drive it over its admin routes (/_trust, /_faults, /_calls), as
+// the out-of-process harnesses do.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
+	"github.com/sirupsen/logrus"
 )
 
-var (
-	repoRoot        = filepath.Join("..", "..", "..")
-	standinPkgDir   = filepath.Join(repoRoot, "scripts", "internal", "standin", "sts")
-	trustFile       = filepath.Join(repoRoot, "scripts", "sts-trust.json")
-	buildOnce       sync.Once
-	standinBin      string
-	standinBuildErr error
-	tmpDir          string
-)
+// trustFile is the table the local stack's STS stand-in trusts.
+var trustFile = filepath.Join("..", "..", "..", "scripts", "sts-trust.json")
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "awsverify-test")
@@ -39,7 +28,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	tmpDir = dir
 	hermeticAWSEnv(dir)
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -59,76 +47,28 @@ func hermeticAWSEnv(dir string) {
 	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
 
-// standinBinary builds the stand-in's server command once.
-func standinBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			standinBuildErr = fmt.Errorf("the go command is needed to build the STS stand-in: %w", err)
-			return
-		}
-		bin := filepath.Join(tmpDir, "sts-standin")
-		cmd := exec.Command(goBin, "build", "-o", bin, "./testdata/serve")
-		cmd.Dir = standinPkgDir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			standinBuildErr = fmt.Errorf("build the STS stand-in in %s: %v\n%s", standinPkgDir, err, out)
-			return
-		}
-		standinBin = bin
-	})
-	if standinBuildErr != nil {
-		t.Fatal(standinBuildErr)
-	}
-	return standinBin
-}
-
-// standin is one running stand-in process with the shipped trust table.
+// standin is one running stand-in with the shipped trust table.
 type standin struct {
 	URL string
 }
 
 func startStandin(t *testing.T) *standin {
 	t.Helper()
-	bin := standinBinary(t)
-	r, w, err := os.Pipe()
+	trust, err := sts.LoadTrust(trustFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-trust", trustFile)
-	cmd.Stdout, cmd.Stderr = w, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	log := logrus.New()
+	log.SetOutput(&logs)
+	srv := httptest.NewServer(sts.New(trust, log))
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		r.Close()
+		srv.Close()
 		if t.Failed() {
 			t.Logf("STS stand-in log:\n%s", logs.String())
 		}
 	})
-
-	first := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Scan()
-		first <- sc.Text()
-		_, _ = io.Copy(io.Discard, r)
-	}()
-	select {
-	case line := <-first:
-		url, ok := strings.CutPrefix(line, "listening on ")
-		if !ok {
-			t.Fatalf("STS stand-in did not start: %q", line)
-		}
-		return &standin{URL: url}
-	case <-time.After(30 * time.Second):
-		t.Fatal("STS stand-in did not start within 30s")
-	}
-	return nil
+	return &standin{URL: srv.URL}
 }
 
 // call is the stand-in's record of one API call (its Call type, as JSON).

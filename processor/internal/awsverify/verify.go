@@ -33,7 +33,8 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
@@ -130,11 +131,11 @@ func New(ctx context.Context, c Config) (*Verifier, error) {
 
 // SessionName is the RoleSessionName Cloudoreg uses for role: it shows up
 // in the customer's CloudTrail as cloudoreg-<account id>.
-func SessionName(role RoleARN) string { return "cloudoreg-" + role.AccountID }
+func SessionName(role arn.Role) string { return "cloudoreg-" + role.AccountID }
 
 // Verify checks that Cloudoreg can assume role with externalID (sent, without
 // surrounding whitespace, when not blank) and that the session is that
-// role's. role should come from ParseRoleARN: only role.Raw is used, parsed
+// role's. role should come from arn.ParseRole: only role.Raw is used, parsed
 // again. nil means verified; each STS call is bounded by Config.Timeout.
 // Failures are classified:
 //   - the ARN does not parse: permanent CG1004;
@@ -145,9 +146,9 @@ func SessionName(role RoleARN) string { return "cloudoreg-" + role.AccountID }
 //     assumed role of the customer's account: permanent CG3003;
 //   - throttling, 5xx, timeouts, network errors and Cloudoreg's own
 //     credentials rejected (see ErrServiceCredentials): transient.
-func (v *Verifier) Verify(ctx context.Context, role RoleARN, externalID string) error {
+func (v *Verifier) Verify(ctx context.Context, role arn.Role, externalID string) error {
 	// Re-parse Raw: never send AWS an ARN that did not go through the parser.
-	role, err := ParseRoleARN(role.Raw)
+	role, err := arn.ParseRole(role.Raw)
 	if err != nil {
 		return err
 	}
@@ -193,7 +194,7 @@ func (v *Verifier) Verify(ctx context.Context, role RoleARN, externalID string) 
 // checkIdentity says why arn (and account, when given) is not an assumed
 // role session of role, or "" when it is. The role name is compared without
 // case, as IAM does.
-func checkIdentity(role RoleARN, arn, account string) string {
+func checkIdentity(role arn.Role, arn, account string) string {
 	parts := strings.SplitN(arn, ":", 6)
 	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "sts" || parts[3] != "" {
 		return fmt.Sprintf("identity %q is not an STS ARN", arn)
@@ -286,11 +287,11 @@ func classify(op string, err error) error {
 	case errors.As(err, &urlErr):
 		// The URL is the configured endpoint and the request body (with the
 		// external id) is not in the error; the cause alone is enough.
-		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, urlErr.Err))
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %w", op, urlErr.Err))
 	case errors.As(err, &sendErr):
-		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, sendErr.Err))
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %w", op, sendErr.Err))
 	case errors.As(err, &netErr):
-		return failure.Transient(Target, fmt.Errorf("%s: network error: %v", op, netErr))
+		return failure.Transient(Target, fmt.Errorf("%s: network error: %w", op, netErr))
 	case !errors.As(err, &apiErr):
 		if httpSt != 0 {
 			// An answer that is not an AWS error document (a proxy's page, a

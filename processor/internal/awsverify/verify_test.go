@@ -18,7 +18,8 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
@@ -55,9 +56,9 @@ func newVerifier(t *testing.T, endpoint string, timeout time.Duration) *Verifier
 	return v
 }
 
-func mustParse(t *testing.T, arn string) RoleARN {
+func mustParse(t *testing.T, raw string) arn.Role {
 	t.Helper()
-	r, err := ParseRoleARN(arn)
+	r, err := arn.ParseRole(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +266,7 @@ func TestVerifyInvalidARN(t *testing.T) {
 	t.Parallel()
 	// No STS call is made: the endpoint does not exist.
 	v := newVerifier(t, "http://127.0.0.1:1", 0)
-	err := v.Verify(context.Background(), RoleARN{Raw: "arn:aws:iam::123:role/x", AccountID: "123"}, extID)
+	err := v.Verify(context.Background(), arn.Role{Raw: "arn:aws:iam::123:role/x", AccountID: "123"}, extID)
 	if failure.IsTransient(err) || failure.CodeOf(err) != status.CG1004 {
 		t.Fatalf("got %v, want CG1004", err)
 	}
@@ -353,12 +354,12 @@ func assumeOK(w http.ResponseWriter, _ *http.Request) {
 		tmpKeyID, tmpSecret, tmpToken, time.Now().Add(15*time.Minute).UTC().Format(time.RFC3339))
 }
 
-func identity(arn, account string) http.HandlerFunc {
+func identity(roleARN, account string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/xml")
 		fmt.Fprintf(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>`+
 			`<Arn>%s</Arn><UserId>AROAEXAMPLE:x</UserId><Account>%s</Account></GetCallerIdentityResult>`+
-			`<ResponseMetadata><RequestId>req-2</RequestId></ResponseMetadata></GetCallerIdentityResponse>`, arn, account)
+			`<ResponseMetadata><RequestId>req-2</RequestId></ResponseMetadata></GetCallerIdentityResponse>`, roleARN, account)
 	}
 }
 

@@ -6,6 +6,7 @@ package outcomes
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,6 +18,9 @@ const Bucket = "CLOUDOREG_SOURCES"
 
 // Record is one source's last outcome. No secrets: it is for operators.
 type Record struct {
+	// OrgID is the org the work ran under: who may read the record through
+	// the status API.
+	OrgID         string    `json:"org_id,omitempty"`
 	State         string    `json:"state"`
 	Code          string    `json:"code,omitempty"`
 	Reason        string    `json:"reason,omitempty"`
@@ -44,8 +48,11 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Du
 	if err != nil {
 		return nil, fmt.Errorf("declare KV %s: %w", Bucket, err)
 	}
-	return &Store{kv: kv}, nil
+	return New(kv), nil
 }
+
+// New is a Store over an opened bucket.
+func New(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
 
 // Key is the KV key of a source.
 func Key(sourceID string) string { return "source." + sourceID }
@@ -60,10 +67,16 @@ func (s *Store) Put(ctx context.Context, sourceID string, r Record) error {
 	return err
 }
 
+// ErrNotFound means no outcome is recorded for the source (or it expired).
+var ErrNotFound = errors.New("no outcome recorded")
+
 // Get reads the record of sourceID.
 func (s *Store) Get(ctx context.Context, sourceID string) (Record, error) {
 	var r Record
 	e, err := s.kv.Get(ctx, Key(sourceID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return r, ErrNotFound
+	}
 	if err != nil {
 		return r, err
 	}

@@ -50,7 +50,7 @@ func Tick(every time.Duration) time.Duration {
 func Due(sourceID string, every, lookback time.Duration, now time.Time) (slot int64, due bool) {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(sourceID))
-	offset := int64(h.Sum64() % uint64(every))
+	offset := int64(h.Sum64() % uint64(every)) //nolint:gosec // G115: every > 0 (checked at start), so the remainder fits an int64
 	since := now.UnixNano() - offset
 	slot = since / int64(every)
 	turn := slot*int64(every) + offset
@@ -58,22 +58,38 @@ func Due(sourceID string, every, lookback time.Duration, now time.Time) (slot in
 }
 
 // Run sweeps until ctx ends. Every processor runs one: the message id
-// reconcile/<source>/<period> makes their publishes one, and the lookback
-// of two ticks lets each turn be seen by every sweep that overlaps it.
+// reconcile/<source>/<period> makes their publishes one.
 func (s *Sweeper) Run(ctx context.Context) {
 	tick := Tick(s.Every)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	var covered time.Time // the start of the last sweep that went through
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if err := s.sweep(ctx, now, 2*tick); err != nil && ctx.Err() == nil {
+			err := s.sweep(ctx, now, Window(now, covered, tick, s.Every))
+			if err == nil {
+				covered = now
+			} else if ctx.Err() == nil {
 				s.Log.WithError(err).Warn("periodic reconcile: sweeping the claims failed")
 			}
 		}
 	}
+}
+
+// Window is how far back a sweep at now looks for turns that came due:
+// back to the start of the last sweep that went through (covered), so a
+// sweep slower than a tick (the ticker then drops ticks) or one that failed
+// half way misses no turn; at least two ticks, so every turn is seen by the
+// sweeps that overlap it; at most a period, which holds every turn once.
+func Window(now, covered time.Time, tick, every time.Duration) time.Duration {
+	w := 2 * tick
+	if !covered.IsZero() {
+		w = max(w, now.Sub(covered))
+	}
+	return min(w, every)
 }
 
 func (s *Sweeper) sweep(ctx context.Context, now time.Time, lookback time.Duration) error {

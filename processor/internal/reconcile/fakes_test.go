@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
@@ -22,8 +22,12 @@ type world struct {
 	typeID string
 	// sourceApps: source id -> applications; a missing source is a 404.
 	sourceApps map[string][]sources.Application
-	// appAuths: application id -> authentications; missing is an empty list.
+	// appAuths: application id -> authentications; missing is an empty
+	// list. Like Sources' list it is built from the authentications' own
+	// resource fields, so it is not changed when a link goes.
 	appAuths map[string][]sources.Authentication
+	// links: the link table, which alone says what is attached.
+	links []sources.Link
 	// auths: authentication id -> authentication with secret; missing is a 404.
 	auths map[string]sources.Authentication
 
@@ -41,7 +45,7 @@ type world struct {
 	// these errors, in order; nil entries let a call through.
 	fail map[string][]error
 	// verify decides the verifier's answer for a role.
-	verify func(role awsverify.RoleARN, externalID string) error
+	verify func(role arn.Role, externalID string) error
 }
 
 type registration struct{ org, source string }
@@ -100,7 +104,7 @@ func (w *world) callsTo(prefix string) []string {
 
 func (w *world) index(call string) int { return slices.Index(w.calls, call) }
 
-func notFound(what string) error { return fmt.Errorf("GET %s: %w", what, sources.ErrNotFound) }
+func notFound(what string) error { return fmt.Errorf("GET %s: %w", what, failure.ErrNotFound) }
 
 // Sources.
 
@@ -132,6 +136,41 @@ func (w *world) ApplicationAuthentications(_ context.Context, t event.Tenant, ap
 	return w.appAuths[appID], nil
 }
 
+func (w *world) Links(_ context.Context, t event.Tenant, by sources.LinkFilter, id string) ([]sources.Link, error) {
+	w.record("Sources.Links %s=%s", by, id)
+	if err := w.injected("Links"); err != nil {
+		return nil, err
+	}
+	var out []sources.Link
+	for _, l := range w.links {
+		if (by == sources.LinksOfApplication && l.ApplicationID == id) || (by == sources.LinksOfAuthentication && l.AuthenticationID == id) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// link attaches an authentication to an application.
+func (w *world) link(appID, authID string) {
+	w.links = append(w.links, sources.Link{ID: "3" + authID, ApplicationID: appID, AuthenticationID: authID})
+}
+
+// unlink is DELETE /application_authentications/{id}: the link goes, the
+// authentication stays, listed under the application.
+func (w *world) unlink(appID string) {
+	w.links = slices.DeleteFunc(w.links, func(l sources.Link) bool { return l.ApplicationID == appID })
+}
+
+// deleteAuthentication is DELETE /authentications/{id}: its links go by
+// the database's cascade.
+func (w *world) deleteAuthentication(id string) {
+	delete(w.auths, id)
+	for app, auths := range w.appAuths {
+		w.appAuths[app] = slices.DeleteFunc(auths, func(a sources.Authentication) bool { return a.ID == id })
+	}
+	w.links = slices.DeleteFunc(w.links, func(l sources.Link) bool { return l.AuthenticationID == id })
+}
+
 func (w *world) AuthenticationWithSecret(_ context.Context, t event.Tenant, id string) (sources.Authentication, error) {
 	w.record("Sources.AuthenticationWithSecret %s", id)
 	if err := w.injected("AuthenticationWithSecret"); err != nil {
@@ -146,7 +185,7 @@ func (w *world) AuthenticationWithSecret(_ context.Context, t event.Tenant, id s
 
 // Verifier.
 
-func (w *world) Verify(_ context.Context, role awsverify.RoleARN, externalID string) error {
+func (w *world) Verify(_ context.Context, role arn.Role, externalID string) error {
 	w.record("Verifier.Verify %s %s ext=%s", role.Raw, role.AccountID, externalID)
 	if err := w.injected("Verify"); err != nil {
 		return err
@@ -165,7 +204,7 @@ func (w *world) Register(_ context.Context, orgID, accountID, sourceID string) e
 		return err
 	}
 	if _, ok := w.registrations[accountID]; ok {
-		return fmt.Errorf("rhsm: 409: %w", ErrConflict)
+		return fmt.Errorf("rhsm: 409: %w", failure.ErrConflict)
 	}
 	w.registrations[accountID] = registration{orgID, sourceID}
 	return nil

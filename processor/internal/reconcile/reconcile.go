@@ -11,11 +11,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
@@ -29,18 +30,17 @@ type Sources interface {
 	CloudMeterTypeID(ctx context.Context, t event.Tenant) (string, error)
 	SourceApplications(ctx context.Context, t event.Tenant, sourceID string) ([]sources.Application, error)
 	ApplicationAuthentications(ctx context.Context, t event.Tenant, appID string) ([]sources.Authentication, error)
+	Links(ctx context.Context, t event.Tenant, by sources.LinkFilter, id string) ([]sources.Link, error)
 	AuthenticationWithSecret(ctx context.Context, t event.Tenant, id string) (sources.Authentication, error)
 }
 
 // Verifier proves that Cloudoreg can assume the customer's role.
 type Verifier interface {
-	Verify(ctx context.Context, role awsverify.RoleARN, externalID string) error
+	Verify(ctx context.Context, role arn.Role, externalID string) error
 }
 
-// ErrConflict is what a Registry returns when RHSM answers 409.
-var ErrConflict = errors.New("RHSM already holds a registration of this AWS account")
-
-// Registry is RHSM's Cloud Access API.
+// Registry is RHSM's Cloud Access API. Register wraps failure.ErrConflict
+// when RHSM answers 409 (the account is registered already, by someone).
 type Registry interface {
 	Register(ctx context.Context, orgID, accountID, sourceID string) error
 	// Remove deletes every registration of the source; gone already is success.
@@ -95,9 +95,9 @@ type State string
 const (
 	StateAvailable   State = "available"
 	StateUnavailable State = "unavailable"
-	StateRemoved     State = "removed"  // no cloud-meter application or link: nothing registered
+	StateRemoved     State = "removed"  // no cloud-meter application or credential: nothing registered
 	StatePaused      State = "paused"   // left as it was, nothing reported
-	StateNotOurs     State = "not_ours" // a source without cloud-meter, never registered
+	StateNotOurs     State = "not_ours" // no cloud-meter (never registered), or another application's credential destroyed
 	// The source's claim is another org's (Sources answered the work's
 	// tenant 404): nothing changed, nothing reported.
 	StateOtherOrg State = "other_org"
@@ -123,8 +123,8 @@ type Reconciler struct {
 
 // Reconcile brings one source in line. Permanent failures of the customer's
 // setup are reported to the customer and returned as an Outcome. A returned
-// error is either transient (failure.IsTransient: retry later) or a failure
-// of Cloudoreg's own (dead-letter it).
+// error is transient (failure.IsTransient: retry later) or carries the
+// reason to dead-letter the message with (failure.ReasonOf).
 func (r *Reconciler) Reconcile(ctx context.Context, m work.Message) (Outcome, error) {
 	app, found, err := r.cloudMeterApplication(ctx, m)
 	if err != nil {
@@ -133,26 +133,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, m work.Message) (Outcome, er
 	if !found {
 		return r.removeIfRegistered(ctx, m)
 	}
-	if app.Paused() {
-		return Outcome{State: StatePaused, ApplicationID: app.ID}, nil
+	if m.Kind == string(event.AuthDestroy) && m.ApplicationID != app.ID {
+		// Another application's (or the source's) credential is gone; the
+		// cloud-meter one is untouched and nobody asked about it.
+		return Outcome{State: StateNotOurs}, nil
 	}
-	authID, err := r.authenticationID(ctx, m, app)
+	authID, err := r.attachedAuthentication(ctx, m, app)
 	if err != nil {
 		return Outcome{}, err
 	}
 	if authID == "" {
-		// The link is gone (ApplicationAuthentication.destroy): nothing may
-		// stay registered, and there is no credential to report on.
-		o, err := r.remove(ctx, m)
-		o.ApplicationID = app.ID
-		return o, err
+		// The credential was deleted or detached: nothing may stay
+		// registered, paused or not, and the customer sees it go.
+		if err := r.removeAndReport(ctx, m, status.RemovedMessage(app.ID)); err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{State: StateRemoved, ApplicationID: app.ID}, nil
+	}
+	if app.Paused() {
+		return Outcome{State: StatePaused, ApplicationID: app.ID}, nil
 	}
 	account, err := r.verifyAndRegister(ctx, m, authID)
-	if failure.IsTransient(err) {
-		return Outcome{}, err
+	if failure.ForCustomer(err) {
+		return r.unavailable(ctx, m, app.ID, err)
 	}
 	if err != nil {
-		return r.unavailable(ctx, m, app.ID, err)
+		return Outcome{}, err
 	}
 	if err := r.Reporter.Report(ctx, m, status.AvailableMessage(app.ID)); err != nil {
 		return Outcome{}, err
@@ -164,14 +170,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, m work.Message) (Outcome, er
 func (r *Reconciler) cloudMeterApplication(ctx context.Context, m work.Message) (sources.Application, bool, error) {
 	typeID, err := r.Sources.CloudMeterTypeID(ctx, m.Tenant)
 	if err != nil {
-		return sources.Application{}, false, sourcesFailure(err)
+		return sources.Application{}, false, err
 	}
 	apps, err := r.Sources.SourceApplications(ctx, m.Tenant, m.SourceID)
-	if errors.Is(err, sources.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return sources.Application{}, false, nil
 	}
 	if err != nil {
-		return sources.Application{}, false, sourcesFailure(err)
+		return sources.Application{}, false, err
 	}
 	for _, a := range apps {
 		if a.ApplicationTypeID == typeID {
@@ -181,40 +187,47 @@ func (r *Reconciler) cloudMeterApplication(ctx context.Context, m work.Message) 
 	return sources.Application{}, false, nil
 }
 
-// authenticationID picks the credential to verify: the one the create event
-// names (so a vanished one is reported as CG2000, as cloudigrade did), else
-// the application's current cloud-meter-arn authentication.
-func (r *Reconciler) authenticationID(ctx context.Context, m work.Message, app sources.Application) (string, error) {
-	if m.Kind == string(event.AppAuthCreate) && m.ApplicationID == app.ID && m.AuthenticationID != "" {
-		return m.AuthenticationID, nil
-	}
-	auths, err := r.Sources.ApplicationAuthentications(ctx, m.Tenant, app.ID)
-	if errors.Is(err, sources.ErrNotFound) {
+// attachedAuthentication is the credential the application uses, "" when
+// none is attached. The link table decides, whatever the event: the
+// application's authentication list still shows a credential whose link was
+// deleted. Of several attached credentials the cloud-meter-arn one is
+// picked, else the first, which the checks then report (CG2001).
+func (r *Reconciler) attachedAuthentication(ctx context.Context, m work.Message, app sources.Application) (string, error) {
+	links, err := r.Sources.Links(ctx, m.Tenant, sources.LinksOfApplication, app.ID)
+	if errors.Is(err, failure.ErrNotFound) {
 		return "", nil
 	}
 	if err != nil {
-		return "", sourcesFailure(err)
+		return "", err
+	}
+	switch len(links) {
+	case 0:
+		return "", nil
+	case 1:
+		return links[0].AuthenticationID, nil
+	}
+	auths, err := r.Sources.ApplicationAuthentications(ctx, m.Tenant, app.ID)
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
+		return "", err
 	}
 	for _, a := range auths {
-		if a.AuthType == CloudMeterAuthType {
+		attached := slices.ContainsFunc(links, func(l sources.Link) bool { return l.AuthenticationID == a.ID })
+		if attached && a.AuthType == CloudMeterAuthType {
 			return a.ID, nil
 		}
 	}
-	if len(auths) > 0 {
-		return auths[0].ID, nil // verified below, and reported as CG2001
-	}
-	return "", nil
+	return links[0].AuthenticationID, nil
 }
 
 // verifyAndRegister checks the authentication, proves the role, claims the
 // account and registers it. It returns the AWS account id.
 func (r *Reconciler) verifyAndRegister(ctx context.Context, m work.Message, authID string) (string, error) {
 	auth, err := r.Sources.AuthenticationWithSecret(ctx, m.Tenant, authID)
-	if errors.Is(err, sources.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return "", failure.Permanent(status.CG2000, "sources", fmt.Errorf("authentication %s not found", authID))
 	}
 	if err != nil {
-		return "", sourcesFailure(err)
+		return "", err
 	}
 	role, err := checkAuthentication(auth)
 	if err != nil {
@@ -247,12 +260,12 @@ func (r *Reconciler) verifyAndRegister(ctx context.Context, m work.Message, auth
 
 // checkAuthentication applies the contract's checks (CG2002, CG2001, CG2004,
 // CG1004) and returns the parsed role.
-func checkAuthentication(a sources.Authentication) (awsverify.RoleARN, error) {
+func checkAuthentication(a sources.Authentication) (arn.Role, error) {
 	if a.ResourceType != "Application" {
-		return awsverify.RoleARN{}, failure.Permanent(status.CG2002, "sources", fmt.Errorf("authentication resource type is %q", a.ResourceType))
+		return arn.Role{}, failure.Permanent(status.CG2002, "sources", fmt.Errorf("authentication resource type is %q", a.ResourceType))
 	}
 	if a.AuthType != CloudMeterAuthType {
-		return awsverify.RoleARN{}, failure.Permanent(status.CG2001, "sources", fmt.Errorf("authentication type is %q", a.AuthType))
+		return arn.Role{}, failure.Permanent(status.CG2001, "sources", fmt.Errorf("authentication type is %q", a.AuthType))
 	}
 	// Old records kept the ARN in the password field.
 	text := strings.TrimSpace(a.Username)
@@ -260,11 +273,11 @@ func checkAuthentication(a sources.Authentication) (awsverify.RoleARN, error) {
 		text = strings.TrimSpace(a.Password)
 	}
 	if text == "" {
-		return awsverify.RoleARN{}, failure.Permanent(status.CG2004, "sources", errors.New("no ARN in username or password"))
+		return arn.Role{}, failure.Permanent(status.CG2004, "sources", errors.New("no ARN in username or password"))
 	}
-	role, err := awsverify.ParseRoleARN(text)
+	role, err := arn.ParseRole(text)
 	if err != nil {
-		return awsverify.RoleARN{}, failure.Permanent(status.CG1004, "arn", errors.New("not an IAM role ARN with a 12-digit account"))
+		return arn.Role{}, failure.Permanent(status.CG1004, "arn", errors.New("not an IAM role ARN with a 12-digit account"))
 	}
 	return role, nil
 }
@@ -280,7 +293,7 @@ func (r *Reconciler) claim(ctx context.Context, c Claim) error {
 	}
 	owner := claimed.Owner
 	_, err = r.Sources.SourceApplications(ctx, event.Tenant{OrgID: owner.OrgID, AccountNumber: owner.AccountNumber}, owner.SourceID)
-	if errors.Is(err, sources.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		// Undo the owner's registration too, as its destroy would have:
 		// RHSM would otherwise keep the account blocked (409) for ever.
 		if owner.OrgID != "" {
@@ -294,7 +307,7 @@ func (r *Reconciler) claim(ctx context.Context, c Claim) error {
 		return r.Claims.Claim(ctx, c)
 	}
 	if err != nil {
-		return sourcesFailure(err)
+		return err
 	}
 	if owner.ARN == c.ARN {
 		return failure.Permanent(status.CG1001, "claims", fmt.Errorf("ARN already used by source %s", owner.SourceID))
@@ -306,7 +319,7 @@ func (r *Reconciler) claim(ctx context.Context, c Claim) error {
 // already holds it for this source, and CG1002 otherwise (another org owns it).
 func (r *Reconciler) register(ctx context.Context, c Claim) error {
 	err := r.Registry.Register(ctx, c.OrgID, c.AccountID, c.SourceID)
-	if !errors.Is(err, ErrConflict) {
+	if !errors.Is(err, failure.ErrConflict) {
 		return err
 	}
 	ours, err := r.Registry.Registered(ctx, c.OrgID, c.AccountID, c.SourceID)
@@ -328,14 +341,20 @@ func (r *Reconciler) register(ctx context.Context, c Claim) error {
 // longer proven) and reports the failure's code.
 func (r *Reconciler) unavailable(ctx context.Context, m work.Message, appID string, cause error) (Outcome, error) {
 	code := failure.CodeOf(cause)
-	// Release drops only what this source owns, never a contested owner's claim.
-	if _, err := r.remove(ctx, m); err != nil {
-		return Outcome{}, err
-	}
-	if err := r.Reporter.Report(ctx, m, status.UnavailableMessage(appID, code)); err != nil {
+	if err := r.removeAndReport(ctx, m, status.UnavailableMessage(appID, code)); err != nil {
 		return Outcome{}, err
 	}
 	return Outcome{State: StateUnavailable, Code: code, ApplicationID: appID, Cause: cause}, nil
+}
+
+// removeAndReport makes sure nothing stays registered before the customer
+// is told msg, so a failure in between is retried from the same state.
+// Release drops only what this source owns, never a contested owner's claim.
+func (r *Reconciler) removeAndReport(ctx context.Context, m work.Message, msg status.Message) error {
+	if _, err := r.remove(ctx, m); err != nil {
+		return err
+	}
+	return r.Reporter.Report(ctx, m, msg)
 }
 
 // removeIfRegistered handles a source without a cloud-meter application:
@@ -367,12 +386,4 @@ func (r *Reconciler) remove(ctx context.Context, m work.Message) (Outcome, error
 		return Outcome{}, err
 	}
 	return Outcome{State: StateRemoved}, nil
-}
-
-// sourcesFailure classifies a Sources client error.
-func sourcesFailure(err error) error {
-	if sources.IsTransient(err) {
-		return failure.Transient("sources", err)
-	}
-	return failure.Permanent(status.CG3000, "sources", err)
 }

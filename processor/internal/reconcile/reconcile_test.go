@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/awsverify"
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/processor/internal/arn"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/sources"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
@@ -22,7 +22,7 @@ const (
 	app      = "21"
 	otherApp = "20"
 	auth     = "41"
-	arn      = "arn:aws:iam::123456789012:role/cloud-meter-role"
+	roleARN  = "arn:aws:iam::123456789012:role/cloud-meter-role"
 	account  = "123456789012"
 	ext      = "5b1f7a52-3f0e-4c1e-9d0b-6d2c8a1e4f00"
 
@@ -46,9 +46,10 @@ func setup() *world {
 		{ID: otherApp, SourceID: src, ApplicationTypeID: "3"},
 		{ID: app, SourceID: src, ApplicationTypeID: "5"},
 	}
-	a := cloudMeterAuth(auth, arn)
+	a := cloudMeterAuth(auth, roleARN)
 	w.appAuths[app] = []sources.Authentication{a}
 	w.auths[auth] = a
+	w.link(app, auth)
 	return w
 }
 
@@ -56,7 +57,7 @@ func setup() *world {
 func msg(kind string) work.Message {
 	m := work.Message{Kind: kind, SourceID: src, Tenant: tenant, Identity: "eyJpZGVudGl0eSI6e319", Origin: "platform.sources.event-stream/0/7"}
 	switch event.Type(kind) {
-	case event.AppAuthCreate, event.AppAuthDestroy, event.AuthUpdate:
+	case event.AppAuthCreate, event.AppAuthDestroy, event.AuthUpdate, event.AuthDestroy:
 		m.ApplicationID, m.AuthenticationID = app, auth
 	case event.AppPause, event.AppUnpause, event.AppDestroy:
 		m.ApplicationID = app
@@ -68,6 +69,7 @@ var (
 	create  = string(event.AppAuthCreate)
 	linkDel = string(event.AppAuthDestroy)
 	update  = string(event.AuthUpdate)
+	authDel = string(event.AuthDestroy)
 	pause   = string(event.AppPause)
 	unpause = string(event.AppUnpause)
 	appDel  = string(event.AppDestroy)
@@ -163,26 +165,20 @@ func TestAvailable(t *testing.T) {
 			if w.reports[0].msg.Error != "" || w.reports[0].msg.Status != status.Available {
 				t.Errorf("available message %+v", w.reports[0].msg)
 			}
-			calls := []string{
+			wantCalls(t, w,
 				"Sources.CloudMeterTypeID",
 				"Sources.SourceApplications 11 org=1234567 account=",
-			}
-			if kind != create {
-				// Only a create names the authentication to verify.
-				calls = append(calls, "Sources.ApplicationAuthentications 21")
-			}
-			calls = append(calls,
+				"Sources.Links application_id=21",
 				"Sources.AuthenticationWithSecret 41",
-				"Verifier.Verify "+arn+" "+account+" ext="+ext,
+				"Verifier.Verify "+roleARN+" "+account+" ext="+ext,
 				"Claims.Account source=11",
 				"Claims.Claim source=11 account="+account,
 				"Registry.Register org=1234567 account="+account+" source=11",
 				"Reporter.Report 21 available",
 			)
-			wantCalls(t, w, calls...)
 			wantRegistered(t, w, map[string]registration{account: {org, src}})
 			wantClaims(t, w, map[string]string{src: account})
-			if c := w.claims[account]; c != (Claim{AccountID: account, ARN: arn, SourceID: src, OrgID: org}) {
+			if c := w.claims[account]; c != (Claim{AccountID: account, ARN: roleARN, SourceID: src, OrgID: org}) {
 				t.Errorf("claim %+v", c)
 			}
 		})
@@ -226,30 +222,43 @@ func TestDuplicatesConverge(t *testing.T) {
 }
 
 // A create of another application of the source does not name the
-// cloud-meter authentication: the application's current one is verified.
+// cloud-meter authentication: the one attached to the cloud-meter
+// application is verified.
 func TestCreateOfAnotherApplication(t *testing.T) {
 	w := setup()
+	w.link(otherApp, "99")
 	m := msg(create)
 	m.ApplicationID, m.AuthenticationID = otherApp, "99"
 	o, err := run(t, w, m)
 	if err != nil || o.State != StateAvailable {
 		t.Fatalf("%+v, %v", o, err)
 	}
-	if len(w.callsTo("Sources.ApplicationAuthentications 21")) != 1 || len(w.callsTo("Sources.AuthenticationWithSecret 41")) != 1 {
+	if len(w.callsTo("Sources.Links application_id=21")) != 1 || len(w.callsTo("Sources.AuthenticationWithSecret 41")) != 1 {
 		t.Errorf("calls %v", w.calls)
 	}
+	wantNoCalls(t, w, "Sources.AuthenticationWithSecret 99")
 }
 
-func TestPicksTheCloudMeterAuthentication(t *testing.T) {
+// Of several attached credentials the cloud-meter-arn one is verified; an
+// authentication listed under the application but not attached is never
+// picked.
+func TestPicksTheAttachedCloudMeterAuthentication(t *testing.T) {
 	w := setup()
-	other := sources.Authentication{ID: "40", AuthType: "access_key_secret_key", ResourceType: "Application"}
-	w.appAuths[app] = []sources.Authentication{other, w.auths[auth]}
-	w.auths["40"] = other
+	other := sources.Authentication{ID: "40", AuthType: "access_key_secret_key", ResourceType: "Application", ResourceID: app}
+	detached := cloudMeterAuth("39", "arn:aws:iam::210987654321:role/detached")
+	w.appAuths[app] = []sources.Authentication{detached, other, w.auths[auth]}
+	w.auths["40"], w.auths["39"] = other, detached
+	w.links = nil
+	w.link(app, "40")
+	w.link(app, auth)
 	o, err := run(t, w, msg(work.KindCheck))
-	if err != nil || o.State != StateAvailable {
+	if err != nil || o != (Outcome{State: StateAvailable, ApplicationID: app, AccountID: account}) {
 		t.Fatalf("%+v, %v", o, err)
 	}
-	wantNoCalls(t, w, "Sources.AuthenticationWithSecret 40")
+	if len(w.callsTo("Sources.ApplicationAuthentications 21")) != 1 {
+		t.Errorf("calls %v", w.calls)
+	}
+	wantNoCalls(t, w, "Sources.AuthenticationWithSecret 40", "Sources.AuthenticationWithSecret 39")
 }
 
 func TestSourceGoneIsRemoved(t *testing.T) {
@@ -319,7 +328,7 @@ func TestNotOurs(t *testing.T) {
 		"source gone":                 func(w *world) { delete(w.sourceApps, src) },
 	}
 	for name, change := range cases {
-		for _, kind := range []string{create, update, pause, unpause, work.KindCheck} {
+		for _, kind := range []string{create, update, authDel, pause, unpause, work.KindCheck} {
 			t.Run(name+"/"+kind, func(t *testing.T) {
 				w := setup()
 				change(w)
@@ -382,7 +391,7 @@ func TestPausedIsLeftAlone(t *testing.T) {
 			if err != nil || o != (Outcome{State: StatePaused, ApplicationID: app}) {
 				t.Fatalf("%+v, %v", o, err)
 			}
-			wantCalls(t, w, "Sources.CloudMeterTypeID", "Sources.SourceApplications 11 org=1234567 account=")
+			wantCalls(t, w, "Sources.CloudMeterTypeID", "Sources.SourceApplications 11 org=1234567 account=", "Sources.Links application_id=21")
 			wantRegistered(t, w, map[string]registration{account: {org, src}})
 			wantClaims(t, w, map[string]string{src: account})
 		})
@@ -396,43 +405,6 @@ func TestPausedIsLeftAlone(t *testing.T) {
 	}
 }
 
-func TestNoAuthenticationLinkIsRemoved(t *testing.T) {
-	for name, change := range map[string]func(w *world){
-		"no links":     func(w *world) { w.appAuths[app] = nil },
-		"links 404":    func(w *world) { w.failNext("ApplicationAuthentications", notFound("/applications/21/authentications")) },
-		"empty list":   func(w *world) { w.appAuths[app] = []sources.Authentication{} },
-		"create of an": func(w *world) { w.appAuths[app] = nil },
-	} {
-		t.Run(name, func(t *testing.T) {
-			w := setup()
-			registered(t, w)
-			change(w)
-			m := msg(linkDel)
-			if name == "create of an" {
-				// A create for another application: the cloud-meter one has no link.
-				m = msg(create)
-				m.ApplicationID = otherApp
-			}
-			o, err := run(t, w, m)
-			if err != nil || o != (Outcome{State: StateRemoved, ApplicationID: app}) {
-				t.Fatalf("%+v, %v", o, err)
-			}
-			wantCalls(t, w,
-				"Sources.CloudMeterTypeID",
-				"Sources.SourceApplications 11 org=1234567 account=",
-				"Sources.ApplicationAuthentications 21",
-				"Registry.Remove org=1234567 source=11",
-				"Claims.Release source=11",
-			)
-			if len(w.reports) != 0 {
-				t.Errorf("reported %+v", w.reports)
-			}
-			wantRegistered(t, w, nil)
-			wantClaims(t, w, nil)
-		})
-	}
-}
-
 func TestUnavailable(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -441,8 +413,9 @@ func TestUnavailable(t *testing.T) {
 		code   status.Code
 		verify bool // whether STS is asked
 	}{
-		{"CG2000 authentication of the create is gone", create, func(w *world) { delete(w.auths, auth) }, status.CG2000, false},
-		{"CG2000 current authentication is gone", work.KindCheck, func(w *world) { delete(w.auths, auth) }, status.CG2000, false},
+		// Sources lists a link to an authentication it cannot find: its error.
+		{"CG2000 attached authentication not found", create, func(w *world) { delete(w.auths, auth) }, status.CG2000, false},
+		{"CG2000 on a check", work.KindCheck, func(w *world) { delete(w.auths, auth) }, status.CG2000, false},
 		{"CG2002 resource type", update, func(w *world) {
 			a := w.auths[auth]
 			a.ResourceType = "Source"
@@ -463,10 +436,22 @@ func TestUnavailable(t *testing.T) {
 			a.AuthType = "access_key_secret_key"
 			w.auths[auth] = a
 		}, status.CG2001, false},
-		{"CG2001 only other authentications", work.KindCheck, func(w *world) {
-			other := sources.Authentication{ID: "42", AuthType: "arn", Username: arn, ResourceType: "Application"}
-			w.appAuths[app] = []sources.Authentication{other}
+		{"CG2001 only other authentications attached", work.KindCheck, func(w *world) {
+			other := sources.Authentication{ID: "42", AuthType: "arn", Username: roleARN, ResourceType: "Application"}
+			w.appAuths[app] = append(w.appAuths[app], other)
 			w.auths["42"] = other
+			w.unlink(app)
+			w.link(app, "42")
+		}, status.CG2001, false},
+		{"CG2001 of several attached", work.KindCheck, func(w *world) {
+			for _, id := range []string{"42", "43"} {
+				other := sources.Authentication{ID: id, AuthType: "arn", Username: roleARN, ResourceType: "Application"}
+				w.appAuths[app] = append(w.appAuths[app], other)
+				w.auths[id] = other
+			}
+			w.unlink(app)
+			w.link(app, "42")
+			w.link(app, "43")
 		}, status.CG2001, false},
 		{"CG2004 empty", create, func(w *world) {
 			a := w.auths[auth]
@@ -490,7 +475,7 @@ func TestUnavailable(t *testing.T) {
 		}, status.CG1004, false},
 		{"CG1004 username wins over a valid password", create, func(w *world) {
 			a := w.auths[auth]
-			a.Username, a.Password = "arn:aws:s3:::bucket", arn
+			a.Username, a.Password = "arn:aws:s3:::bucket", roleARN
 			w.auths[auth] = a
 		}, status.CG1004, false},
 		{"CG3002 verifier", create, func(w *world) {
@@ -554,8 +539,9 @@ func TestUnavailableOfAFreshSource(t *testing.T) {
 	wantCalls(t, w,
 		"Sources.CloudMeterTypeID",
 		"Sources.SourceApplications 11 org=1234567 account=",
+		"Sources.Links application_id=21",
 		"Sources.AuthenticationWithSecret 41",
-		"Verifier.Verify "+arn+" "+account+" ext="+ext,
+		"Verifier.Verify "+roleARN+" "+account+" ext="+ext,
 		"Registry.Remove org=1234567 source=11",
 		"Claims.Release source=11",
 		"Reporter.Report 21 unavailable",
@@ -569,16 +555,16 @@ func TestUnavailableOfAFreshSource(t *testing.T) {
 func TestPasswordUsedWhenUsernameEmpty(t *testing.T) {
 	w := setup()
 	a := w.auths[auth]
-	a.Username, a.Password = " ", "  "+arn+"\n"
+	a.Username, a.Password = " ", "  "+roleARN+"\n"
 	w.auths[auth] = a
 	o, err := run(t, w, msg(create))
 	if err != nil || o.State != StateAvailable || o.AccountID != account {
 		t.Fatalf("%+v, %v", o, err)
 	}
-	if len(w.callsTo("Verifier.Verify "+arn+" ")) != 1 {
+	if len(w.callsTo("Verifier.Verify "+roleARN+" ")) != 1 {
 		t.Errorf("calls %v", w.calls)
 	}
-	if w.claims[account].ARN != arn {
+	if w.claims[account].ARN != roleARN {
 		t.Errorf("claim %+v", w.claims[account])
 	}
 }
@@ -589,8 +575,8 @@ func TestVerifierGetsTheParsedRole(t *testing.T) {
 	a.Username = "arn:aws-us-gov:iam::012345678901:role/path/to/Role"
 	a.Extra.ExternalID = ""
 	w.auths[auth] = a
-	var got awsverify.RoleARN
-	w.verify = func(role awsverify.RoleARN, externalID string) error {
+	var got arn.Role
+	w.verify = func(role arn.Role, externalID string) error {
 		got = role
 		if externalID != "" {
 			return fmt.Errorf("external id %q", externalID)
@@ -601,7 +587,7 @@ func TestVerifierGetsTheParsedRole(t *testing.T) {
 	if err != nil || o.State != StateAvailable || o.AccountID != "012345678901" {
 		t.Fatalf("%+v, %v", o, err)
 	}
-	want := awsverify.RoleARN{Raw: "arn:aws-us-gov:iam::012345678901:role/path/to/Role", Partition: "aws-us-gov", AccountID: "012345678901", Path: "/path/to/", Name: "Role"}
+	want := arn.Role{Raw: "arn:aws-us-gov:iam::012345678901:role/path/to/Role", Partition: "aws-us-gov", AccountID: "012345678901", Path: "/path/to/", Name: "Role"}
 	if got != want {
 		t.Errorf("role %+v", got)
 	}
@@ -650,7 +636,7 @@ func TestClaimConflict(t *testing.T) {
 		ownerARN string
 		code     status.Code
 	}{
-		{"same ARN", arn, status.CG1001},
+		{"same ARN", roleARN, status.CG1001},
 		{"same account, other role", "arn:aws:iam::123456789012:role/another-role", status.CG1002},
 	}
 	for _, tc := range cases {
@@ -671,8 +657,9 @@ func TestClaimConflict(t *testing.T) {
 			wantCalls(t, w,
 				"Sources.CloudMeterTypeID",
 				"Sources.SourceApplications 11 org=1234567 account=",
+				"Sources.Links application_id=21",
 				"Sources.AuthenticationWithSecret 41",
-				"Verifier.Verify "+arn+" "+account+" ext="+ext,
+				"Verifier.Verify "+roleARN+" "+account+" ext="+ext,
 				"Claims.Account source=11",
 				"Claims.Claim source=11 account="+account,
 				// The owner is looked up with its own tenant.
@@ -690,7 +677,7 @@ func TestClaimConflict(t *testing.T) {
 
 func TestClaimOfAGoneOwnerIsReleased(t *testing.T) {
 	w := setup()
-	claimedBy(w, otherSrc, otherOrg, arn) // source 12 was deleted while Cloudoreg was not looking
+	claimedBy(w, otherSrc, otherOrg, roleARN) // source 12 was deleted while Cloudoreg was not looking
 	o, err := run(t, w, msg(create))
 	if err != nil || o != (Outcome{State: StateAvailable, ApplicationID: app, AccountID: account}) {
 		t.Fatalf("%+v, %v", o, err)
@@ -698,8 +685,9 @@ func TestClaimOfAGoneOwnerIsReleased(t *testing.T) {
 	wantCalls(t, w,
 		"Sources.CloudMeterTypeID",
 		"Sources.SourceApplications 11 org=1234567 account=",
+		"Sources.Links application_id=21",
 		"Sources.AuthenticationWithSecret 41",
-		"Verifier.Verify "+arn+" "+account+" ext="+ext,
+		"Verifier.Verify "+roleARN+" "+account+" ext="+ext,
 		"Claims.Account source=11",
 		"Claims.Claim source=11 account="+account,
 		"Sources.SourceApplications 12 org=7654321 account=acct-9",
@@ -718,7 +706,7 @@ func TestClaimOfAGoneOwnerIsReleased(t *testing.T) {
 // would keep answering 409 and the account stay blocked for ever.
 func TestGoneOwnersRegistrationIsRemoved(t *testing.T) {
 	w := setup()
-	claimedBy(w, otherSrc, otherOrg, arn)
+	claimedBy(w, otherSrc, otherOrg, roleARN)
 	w.registrations[account] = registration{otherOrg, otherSrc}
 	o, err := run(t, w, msg(create))
 	if err != nil || o != (Outcome{State: StateAvailable, ApplicationID: app, AccountID: account}) {
@@ -733,7 +721,7 @@ func TestGoneOwnersRegistrationIsRemoved(t *testing.T) {
 
 	// RHSM failing keeps the owner's claim for the retry.
 	w = setup()
-	claimedBy(w, otherSrc, otherOrg, arn)
+	claimedBy(w, otherSrc, otherOrg, roleARN)
 	w.registrations[account] = registration{otherOrg, otherSrc}
 	w.failNext("Remove", transient("rhsm"))
 	o, err = run(t, w, msg(create))
@@ -747,8 +735,8 @@ func TestGoneOwnersRegistrationIsRemoved(t *testing.T) {
 func TestClaimOwnerLookupFailures(t *testing.T) {
 	t.Run("transient", func(t *testing.T) {
 		w := setup()
-		claimedBy(w, otherSrc, otherOrg, arn)
-		w.failNext("SourceApplications", nil, &sources.TransientError{Err: errors.New("503")})
+		claimedBy(w, otherSrc, otherOrg, roleARN)
+		w.failNext("SourceApplications", nil, failure.Transient("sources", errors.New("503")))
 		o, err := run(t, w, msg(create))
 		if err == nil || !failure.IsTransient(err) || o != (Outcome{}) {
 			t.Fatalf("%+v, %v", o, err)
@@ -758,8 +746,8 @@ func TestClaimOwnerLookupFailures(t *testing.T) {
 	})
 	t.Run("owner claims again before the retry", func(t *testing.T) {
 		w := setup()
-		claimedBy(w, otherSrc, otherOrg, arn)
-		again := &ClaimedError{Owner: Claim{AccountID: account, ARN: arn, SourceID: "13", OrgID: otherOrg}}
+		claimedBy(w, otherSrc, otherOrg, roleARN)
+		again := &ClaimedError{Owner: Claim{AccountID: account, ARN: roleARN, SourceID: "13", OrgID: otherOrg}}
 		w.failNext("Claim", nil, again)
 		o, err := run(t, w, msg(create))
 		// Not decided yet: retried, not reported.
@@ -795,7 +783,7 @@ func TestPreviousAccountRemovedBeforeRegister(t *testing.T) {
 	wantCalls(t, w,
 		"Sources.CloudMeterTypeID",
 		"Sources.SourceApplications 11 org=1234567 account=",
-		"Sources.ApplicationAuthentications 21",
+		"Sources.Links application_id=21",
 		"Sources.AuthenticationWithSecret 41",
 		"Verifier.Verify "+newARN+" "+newAccount+" ext="+ext,
 		"Claims.Account source=11",
@@ -960,53 +948,80 @@ func TestReporterFailureIsTransient(t *testing.T) {
 	}
 }
 
+// No failure of Sources is the customer's: nothing is reported or removed
+// because of one. A refused PSK is retried until an operator fixes it (and
+// dead-lettered under its own reason when the budget is spent); a refused
+// request or an unusable answer is dead-lettered at once.
 func TestSourcesFailures(t *testing.T) {
-	transientErr := &sources.TransientError{Err: errors.New("503 Service Unavailable")}
-	unauthorized := fmt.Errorf("GET /applications: %w", sources.ErrUnauthorized)
-	permanentErr := errors.New("GET /sources/11/applications: 400 Bad Request")
-	cases := []struct {
-		name      string
-		method    string
-		kind      string
-		errs      []error
+	transientErr := failure.Transient("sources", errors.New("503 Service Unavailable"))
+	unauthorized := failure.Operator(failure.ReasonSourcesUnauthorized, "sources", errors.New("GET /internal/v2.0/authentications/41: HTTP 401"))
+	forbidden := failure.Operator(failure.ReasonSourcesUnauthorized, "sources", errors.New("GET /api/sources/v3.1/sources/11/applications: HTTP 403"))
+	refused := failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /internal/v2.0/authentications/41: HTTP 400: bad request"))
+	undecodable := failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /api/sources/v3.1/application_authentications: undecodable response"))
+	noType := failure.DeadLetter(failure.ReasonSourcesRefused, "sources", errors.New("GET /api/sources/v3.1/application_types: no application type named /insights/platform/cloud-meter"))
+	type class struct {
 		transient bool
-	}{
-		{"type id transient", "CloudMeterTypeID", create, []error{transientErr}, true},
-		{"type id unauthorized", "CloudMeterTypeID", create, []error{unauthorized}, true},
-		{"type id unknown", "CloudMeterTypeID", create, []error{errors.New("sources: no application type named /insights/platform/cloud-meter")}, false},
-		{"applications transient", "SourceApplications", create, []error{transientErr}, true},
-		{"applications permanent", "SourceApplications", create, []error{permanentErr}, false},
-		{"links transient", "ApplicationAuthentications", work.KindCheck, []error{transientErr}, true},
-		{"links permanent", "ApplicationAuthentications", work.KindCheck, []error{permanentErr}, false},
-		{"authentication transient", "AuthenticationWithSecret", create, []error{transientErr}, true},
-		{"authentication unauthorized", "AuthenticationWithSecret", create, []error{unauthorized}, true},
+		reason    failure.DeadLetterReason
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			w := setup()
-			registered(t, w)
-			w.failNext(tc.method, tc.errs...)
-			o, err := run(t, w, msg(tc.kind))
-			if err == nil || o != (Outcome{}) {
-				t.Fatalf("%+v, %v", o, err)
-			}
-			if !errors.Is(err, tc.errs[0]) {
-				t.Errorf("cause lost: %v", err)
-			}
-			if failure.IsTransient(err) != tc.transient {
-				t.Errorf("transient %v: %v", failure.IsTransient(err), err)
-			}
-			if !tc.transient && failure.CodeOf(err) != status.CG3000 {
-				t.Errorf("code %s", failure.CodeOf(err))
-			}
-			if failure.TargetOf(err) != "sources" {
-				t.Errorf("target %s", failure.TargetOf(err))
-			}
-			// A Sources failure is Cloudoreg's problem, not the customer's:
-			// nothing reported, nothing removed.
-			wantNoCalls(t, w, "Reporter", "Registry", "Claims", "Verifier")
-			wantRegistered(t, w, map[string]registration{account: {org, src}})
-		})
+	var (
+		retried  = class{true, ""}
+		operator = class{true, failure.ReasonSourcesUnauthorized}
+		deadLtr  = class{false, failure.ReasonSourcesRefused}
+	)
+	errs := []struct {
+		name string
+		err  error
+		want class
+	}{
+		{"transient", transientErr, retried},
+		{"401", unauthorized, operator},
+		{"403", forbidden, operator},
+		{"400", refused, deadLtr},
+		{"undecodable", undecodable, deadLtr},
+		{"no cloud-meter type", noType, deadLtr},
+	}
+	calls := []struct {
+		name, method, kind string
+		before             []error // calls of the method that succeed first
+	}{
+		{"type id", "CloudMeterTypeID", create, nil},
+		{"applications", "SourceApplications", create, nil},
+		{"links", "Links", work.KindCheck, nil},
+		{"authentication", "AuthenticationWithSecret", create, nil},
+		{"claim owner's applications", "SourceApplications", create, []error{nil}},
+	}
+	for _, c := range calls {
+		for _, e := range errs {
+			t.Run(c.name+"/"+e.name, func(t *testing.T) {
+				w := setup()
+				registered(t, w)
+				if len(c.before) > 0 {
+					// Another (gone?) source holds the account: its source is read.
+					w.claims[account] = Claim{AccountID: account, ARN: roleARN, SourceID: otherSrc, OrgID: otherOrg}
+					w.bySource = map[string]string{otherSrc: account}
+					w.registrations = map[string]registration{account: {otherOrg, otherSrc}}
+				}
+				w.failNext(c.method, append(c.before, e.err)...)
+				o, err := run(t, w, msg(c.kind))
+				if err == nil || o != (Outcome{}) {
+					t.Fatalf("%+v, %v", o, err)
+				}
+				if !errors.Is(err, e.err) {
+					t.Errorf("cause lost: %v", err)
+				}
+				if got := (class{failure.IsTransient(err), failure.ReasonOf(err)}); got != e.want {
+					t.Errorf("class %+v, want %+v: %v", got, e.want, err)
+				}
+				if failure.ForCustomer(err) || failure.TargetOf(err) != "sources" {
+					t.Errorf("for the customer %v, target %s", failure.ForCustomer(err), failure.TargetOf(err))
+				}
+				wantNoCalls(t, w, "Reporter", "Registry", "Claims.Release")
+				if len(c.before) == 0 {
+					wantNoCalls(t, w, "Verifier", "Claims")
+					wantRegistered(t, w, map[string]registration{account: {org, src}})
+				}
+			})
+		}
 	}
 }
 
@@ -1084,15 +1099,18 @@ func TestLifeCycle(t *testing.T) {
 		t.Errorf("report %+v", w.reports[0].msg)
 	}
 
-	a.Username = arn
+	a.Username = roleARN
 	w.auths[auth] = a
 	step(update, StateAvailable, "")
 	if w.reports[0].msg != status.AvailableMessage(app) {
 		t.Errorf("report %+v", w.reports[0].msg)
 	}
 
-	w.appAuths[app] = nil
+	w.unlink(app)
 	step(linkDel, StateRemoved, "")
+	if w.reports[0].msg != status.RemovedMessage(app) {
+		t.Errorf("report %+v", w.reports[0].msg)
+	}
 	w.sourceApps[src] = []sources.Application{{ID: otherApp, SourceID: src, ApplicationTypeID: "3"}}
 	step(appDel, StateRemoved, "")
 	delete(w.sourceApps, src)
@@ -1103,9 +1121,203 @@ func TestLifeCycle(t *testing.T) {
 }
 
 func TestClaimedErrorText(t *testing.T) {
-	e := &ClaimedError{Owner: Claim{AccountID: account, SourceID: otherSrc, ARN: arn}}
+	e := &ClaimedError{Owner: Claim{AccountID: account, SourceID: otherSrc, ARN: roleARN}}
 	if got := e.Error(); got != "AWS account 123456789012 is claimed by source 12" {
 		t.Errorf("%q", got)
+	}
+}
+
+// attachment is a state Sources may be in when a work message comes.
+type attachment struct {
+	name   string
+	change func(w *world)
+}
+
+var attachments = []attachment{
+	{"attached", func(w *world) {}},
+	// DELETE /application_authentications/{id}: the authentication is
+	// still listed under the application.
+	{"link deleted", func(w *world) { w.unlink(app) }},
+	// DELETE /authentications/{id}: the links go with it.
+	{"authentication deleted", func(w *world) { w.deleteAuthentication(auth) }},
+	{"links 404", func(w *world) { w.failNext("Links", notFound("/application_authentications")) }},
+	{"cloud-meter application deleted", func(w *world) {
+		w.sourceApps[src] = []sources.Application{{ID: otherApp, SourceID: src, ApplicationTypeID: "3"}}
+		w.unlink(app)
+	}},
+	{"source deleted", func(w *world) { delete(w.sourceApps, src); w.unlink(app) }},
+}
+
+// allKinds is every kind of work a processor is given.
+var allKinds = []string{create, linkDel, update, authDel, pause, unpause, appDel, srcDel, work.KindCheck}
+
+// Every kind of work against every state of attachment, for a source that
+// was registered and one that never was: a work message is a trigger, so
+// the state decides. What is attached is verified and reported; a
+// credential gone while the application remains is removed and reported
+// unavailable with no error text, every time; what is gone with its
+// application is removed and nothing is reported.
+func TestEveryKindAgainstEveryAttachment(t *testing.T) {
+	for _, wasRegistered := range []bool{true, false} {
+		for _, a := range attachments {
+			for _, kind := range allKinds {
+				t.Run(fmt.Sprintf("registered=%v/%s/%s", wasRegistered, a.name, kind), func(t *testing.T) {
+					w := setup()
+					if wasRegistered {
+						registered(t, w)
+					}
+					a.change(w)
+					m := msg(kind)
+					o, err := run(t, w, m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					switch a.name {
+					case "attached":
+						if o != (Outcome{State: StateAvailable, ApplicationID: app, AccountID: account}) {
+							t.Fatalf("outcome %+v", o)
+						}
+						wantReports(t, w, m, status.AvailableMessage(app))
+						wantRegistered(t, w, map[string]registration{account: {org, src}})
+						wantClaims(t, w, map[string]string{src: account})
+						return
+					case "link deleted", "authentication deleted", "links 404":
+						if o != (Outcome{State: StateRemoved, ApplicationID: app}) {
+							t.Fatalf("outcome %+v", o)
+						}
+						wantReports(t, w, m, status.RemovedMessage(app))
+						if rm, rep := w.index("Registry.Remove org=1234567 source=11"), w.index("Reporter.Report 21 unavailable"); rm < 0 || rep < rm {
+							t.Errorf("the registration must go before the customer is told: %v", w.calls)
+						}
+					default: // gone with the application: nothing to report on
+						want := Outcome{State: StateRemoved}
+						if !wasRegistered && !event.Type(kind).IsDestroy() {
+							want = Outcome{State: StateNotOurs}
+							wantNoCalls(t, w, "Registry")
+						}
+						if o != want {
+							t.Fatalf("outcome %+v, want %+v", o, want)
+						}
+						wantReports(t, w, m)
+					}
+					wantNoCalls(t, w, "Verifier", "Registry.Register ", "Sources.AuthenticationWithSecret")
+					wantRegistered(t, w, nil)
+					wantClaims(t, w, nil)
+				})
+			}
+		}
+	}
+}
+
+// Sources relies on a status message for every event (it writes
+// last_checked_at): repeated events about a gone credential each report it.
+func TestRepeatedEventsEachReport(t *testing.T) {
+	w := setup()
+	registered(t, w)
+	w.unlink(app)
+	for i, kind := range []string{linkDel, linkDel, work.KindCheck, update, work.KindCheck} {
+		o, err := run(t, w, msg(kind))
+		if err != nil || o != (Outcome{State: StateRemoved, ApplicationID: app}) {
+			t.Fatalf("%d %s: %+v, %v", i, kind, o, err)
+		}
+		if len(w.reports) != i+1 || w.reports[i].msg != status.RemovedMessage(app) {
+			t.Fatalf("%d %s: reports %+v", i, kind, w.reports)
+		}
+	}
+	wantRegistered(t, w, nil)
+}
+
+// The credential going wins over a pause: a paused source must not keep a
+// registration its customer deleted the credential of.
+func TestGoneCredentialOfAPausedApplication(t *testing.T) {
+	for _, a := range attachments[1:3] {
+		for _, kind := range []string{pause, authDel, linkDel, work.KindCheck} {
+			t.Run(a.name+"/"+kind, func(t *testing.T) {
+				w := setup()
+				registered(t, w)
+				paused := "2026-11-22 03:37:38 UTC"
+				w.sourceApps[src][1].PausedAt = &paused
+				a.change(w)
+				o, err := run(t, w, msg(kind))
+				if err != nil || o != (Outcome{State: StateRemoved, ApplicationID: app}) {
+					t.Fatalf("%+v, %v", o, err)
+				}
+				wantReports(t, w, msg(kind), status.RemovedMessage(app))
+				wantRegistered(t, w, nil)
+				wantClaims(t, w, nil)
+			})
+		}
+	}
+}
+
+// Authentication.destroy of a credential that is not the cloud-meter
+// application's changes nothing and asks nothing of STS or RHSM, whatever
+// the cloud-meter credential's state.
+func TestAnotherApplicationsCredentialDestroyed(t *testing.T) {
+	for _, a := range attachments[:3] {
+		for name, appID := range map[string]string{"another application's": otherApp, "the source's": ""} {
+			t.Run(a.name+"/"+name, func(t *testing.T) {
+				w := setup()
+				registered(t, w)
+				a.change(w)
+				m := msg(authDel)
+				m.ApplicationID, m.AuthenticationID = appID, "99"
+				o, err := run(t, w, m)
+				if err != nil || o != (Outcome{State: StateNotOurs}) {
+					t.Fatalf("%+v, %v", o, err)
+				}
+				wantCalls(t, w, "Sources.CloudMeterTypeID", "Sources.SourceApplications 11 org=1234567 account=")
+				wantReports(t, w, m)
+				wantRegistered(t, w, map[string]registration{account: {org, src}})
+				wantClaims(t, w, map[string]string{src: account})
+			})
+		}
+	}
+}
+
+// The cloud-meter credential was replaced: the destroy of the old one
+// leaves the source registered with the one now attached.
+func TestDestroyedCredentialReplaced(t *testing.T) {
+	w := setup()
+	registered(t, w)
+	const newARN, newAccount = "arn:aws:iam::210987654321:role/new-role", "210987654321"
+	w.deleteAuthentication(auth)
+	replacement := cloudMeterAuth("43", newARN)
+	w.appAuths[app] = []sources.Authentication{replacement}
+	w.auths["43"] = replacement
+	w.link(app, "43")
+	o, err := run(t, w, msg(authDel))
+	if err != nil || o != (Outcome{State: StateAvailable, ApplicationID: app, AccountID: newAccount}) {
+		t.Fatalf("%+v, %v", o, err)
+	}
+	wantRegistered(t, w, map[string]registration{newAccount: {org, src}})
+	wantClaims(t, w, map[string]string{src: newAccount})
+}
+
+// A failure while removing is retried before anything is reported; the
+// retry removes and reports.
+func TestGoneCredentialRemovalFails(t *testing.T) {
+	for _, method := range []string{"Remove", "Release", "Report"} {
+		t.Run(method, func(t *testing.T) {
+			w := setup()
+			registered(t, w)
+			w.deleteAuthentication(auth)
+			w.failNext(method, transient(method))
+			o, err := run(t, w, msg(authDel))
+			if !failure.IsTransient(err) || o != (Outcome{}) {
+				t.Fatalf("%+v, %v", o, err)
+			}
+			if len(w.reports) != 0 {
+				t.Fatalf("reported before the registration was gone: %+v", w.reports)
+			}
+			o, err = run(t, w, msg(authDel))
+			if err != nil || o != (Outcome{State: StateRemoved, ApplicationID: app}) {
+				t.Fatalf("retry: %+v, %v", o, err)
+			}
+			wantReports(t, w, msg(authDel), status.RemovedMessage(app))
+			wantRegistered(t, w, nil)
+			wantClaims(t, w, nil)
+		})
 	}
 }
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
@@ -39,8 +39,8 @@ func New(brokers []string, base *sarama.Config, topic string, onSent func(status
 	return &Reporter{producer: p, topic: topic, onSent: onSent}, nil
 }
 
-// Message builds the Kafka message for a status (exported for tests).
-func Message(topic string, m work.Message, msg status.Message) (*sarama.ProducerMessage, error) {
+// message builds the Kafka message for a status.
+func message(topic string, m work.Message, msg status.Message) (*sarama.ProducerMessage, error) {
 	value, err := json.Marshal(msg)
 	if err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func Message(topic string, m work.Message, msg status.Message) (*sarama.Producer
 
 // Report implements reconcile.Reporter. A failed send is transient.
 func (r *Reporter) Report(_ context.Context, m work.Message, msg status.Message) error {
-	pm, err := Message(r.topic, m, msg)
+	pm, err := message(r.topic, m, msg)
 	if err != nil {
 		return err
 	}

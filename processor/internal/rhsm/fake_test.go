@@ -1,40 +1,36 @@
 package rhsm
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"io"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
+
+	"bytes"
+
+	standin "github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
 )
 
-// fakeRHSM is a small RHSM Cloud Access API for the client's tests. It mirrors
-// the wire behaviour of the Cloudoreg RHSM stand-in
-// (scripts/internal/standin/rhsm), which this module cannot import: Go's
-// internal-package rule keeps scripts/internal/... private to the scripts
-// module. Ownership of an AWS account is global; re-registration by the same
-// org answers 409 unless sameOrgOK; remove answers 404 when nothing matched.
+// fakeRHSM serves the client's tests with the RHSM stand-in (the same one
+// the local stack and the end-to-end tests run), wrapped to record each raw
+// request and to let a test answer a request itself, before the stand-in,
+// like an injected fault. Set the credential fields and sameOrgOK before
+// the first request: the stand-in is built then.
 type fakeRHSM struct {
-	prefix      string
 	authHeader  string
 	authValue   string
 	bearerToken string
+	sameOrgOK   bool
 
-	mu        sync.Mutex
-	sameOrgOK bool
-	regs      map[string]fakeReg // by AWS account id
-	requests  []fakeRequest
+	once     sync.Once
+	standin  *standin.Server
+	mu       sync.Mutex
+	requests []fakeRequest
 	// intercept, when set, may answer a request itself (return true) before
-	// authentication and routing, like an injected fault.
+	// the stand-in sees it.
 	intercept func(w http.ResponseWriter, r *http.Request) bool
-}
-
-type fakeReg struct {
-	org string
-	Account
 }
 
 type fakeRequest struct {
@@ -45,11 +41,7 @@ type fakeRequest struct {
 	Body   []byte
 }
 
-var twelveDigits = regexp.MustCompile(`^[0-9]{12}$`)
-
-func newFakeRHSM() *fakeRHSM {
-	return &fakeRHSM{prefix: "/management/v1", regs: map[string]fakeReg{}}
-}
+func newFakeRHSM() *fakeRHSM { return &fakeRHSM{} }
 
 func (f *fakeRHSM) setIntercept(fn func(w http.ResponseWriter, r *http.Request) bool) {
 	f.mu.Lock()
@@ -63,29 +55,28 @@ func (f *fakeRHSM) recorded() []fakeRequest {
 	return slices.Clone(f.requests)
 }
 
+// registrations are the org's accounts as the stand-in holds them.
 func (f *fakeRHSM) registrations(org string) []Account {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	var out []Account
-	for _, r := range f.regs {
-		if r.org == org {
-			out = append(out, r.Account)
-		}
+	for _, a := range f.server().Registrations()[org] {
+		out = append(out, Account{ID: a.ID, Nickname: a.Nickname, SourceID: a.SourceID, Verified: a.Verified})
 	}
 	slices.SortFunc(out, func(a, b Account) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
-func fakeError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": status, "message": msg}})
+func (f *fakeRHSM) server() *standin.Server {
+	f.once.Do(func() {
+		f.standin = standin.New(standin.Options{AuthHeader: f.authHeader, AuthValue: f.authValue, BearerToken: f.bearerToken})
+	})
+	return f.standin
 }
 
 func (f *fakeRHSM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body []byte
 	if r.Body != nil {
 		body, _ = io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	f.mu.Lock()
 	f.requests = append(f.requests, fakeRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
@@ -94,78 +85,14 @@ func (f *fakeRHSM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if intercept != nil && intercept(w, r) {
 		return
 	}
+	s := f.server()
+	s.SetSameOrgReregisterSucceeds(f.sameOrgOK)
+	s.ServeHTTP(w, r)
+}
 
-	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-	if f.authHeader != "" && !eq(r.Header.Get(f.authHeader), f.authValue) ||
-		f.bearerToken != "" && !eq(r.Header.Get("Authorization"), "Bearer "+f.bearerToken) {
-		fakeError(w, http.StatusUnauthorized, "missing or invalid credential")
-		return
-	}
-	org := strings.TrimSpace(r.Header.Get(OrgHeader))
-	if org == "" {
-		fakeError(w, http.StatusBadRequest, OrgHeader+" header is required")
-		return
-	}
-	rest, _ := strings.CutPrefix(r.URL.Path, f.prefix)
-	switch {
-	case r.Method == http.MethodPost && rest == registerPath:
-		if r.Header.Get("Content-Type") != "application/json" {
-			fakeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
-			return
-		}
-		var accts []Account
-		if err := json.Unmarshal(body, &accts); err != nil || len(accts) == 0 {
-			fakeError(w, http.StatusBadRequest, "body must be a JSON array of accounts")
-			return
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		for _, a := range accts {
-			if !twelveDigits.MatchString(a.ID) || a.SourceID == "" {
-				fakeError(w, http.StatusBadRequest, "account id must be 12 digits and sourceId set")
-				return
-			}
-			if cur, ok := f.regs[a.ID]; ok && (cur.org != org || !f.sameOrgOK) {
-				fakeError(w, http.StatusConflict, "account "+a.ID+" is already registered")
-				return
-			}
-		}
-		for _, a := range accts {
-			f.regs[a.ID] = fakeReg{org, a}
-		}
-		w.WriteHeader(http.StatusNoContent)
-	case r.Method == http.MethodDelete && rest == removePath:
-		source := r.URL.Query().Get("sourceID")
-		if source == "" {
-			fakeError(w, http.StatusBadRequest, "sourceID is required")
-			return
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		n := 0
-		for id, reg := range f.regs {
-			if reg.org == org && reg.SourceID == source {
-				delete(f.regs, id)
-				n++
-			}
-		}
-		if n == 0 {
-			fakeError(w, http.StatusNotFound, "no accounts registered for this source")
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	case r.Method == http.MethodGet && rest == enabledPath:
-		type provider struct {
-			ShortName string    `json:"shortName"`
-			Accounts  []Account `json:"accounts"`
-		}
-		body := []provider{}
-		if accts := f.registrations(org); len(accts) > 0 {
-			body = append(body, provider{"AWS", accts})
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string][]provider{"body": body})
-	default:
-		fakeError(w, http.StatusNotFound, "not found")
-	}
+// fakeError answers as RHSM's error body does, for a test's own interception.
+func fakeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(standin.ErrorBody{Error: standin.ErrorDetails{Code: status, Message: msg}})
 }

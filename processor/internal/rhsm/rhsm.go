@@ -7,7 +7,7 @@
 // connection errors, redirects and credential rejections (401/403, a
 // configuration problem of Cloudoreg's) are transient; other 4xx are
 // permanent with code CR4000. A 409 on registration is returned as an error
-// wrapping ErrConflict, unclassified: the caller tells, with Enabled, whether
+// wrapping failure.ErrConflict, unclassified: the caller tells, with Enabled, whether
 // the account is already this org's or another org's.
 //
 // The credential (header value, bearer token, client key) never appears in an
@@ -33,7 +33,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 )
 
@@ -57,10 +57,6 @@ const (
 	maxResponse = 4 << 20 // bytes of a response body read at most
 	maxExcerpt  = 200     // bytes of a response body quoted in an error
 )
-
-// ErrConflict is wrapped by the error Register returns when RHSM answers 409:
-// the account is already registered, by this org or by another one.
-var ErrConflict = errors.New("rhsm: AWS account is already registered (409 Conflict)")
 
 // Config configures a Client. Credential fields are secrets: Config's String
 // and GoString redact them.
@@ -207,8 +203,7 @@ func validHeaderName(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if r > unicode.MaxASCII || !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' ||
-			strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+		if r > unicode.MaxASCII || !tokenChar(r) {
 			return false
 		}
 	}
@@ -227,7 +222,7 @@ func checkOrg(orgID string) error {
 }
 
 // Register registers awsAccountID for cloud access under orgID, tagged with
-// sourceID. nil on success; an error wrapping ErrConflict when RHSM answers
+// sourceID. nil on success; an error wrapping failure.ErrConflict when RHSM answers
 // 409 (already registered by this org or another one: the caller decides with
 // Enabled); otherwise a failure.Error. An empty orgID is a permanent CR4001.
 func (c *Client) Register(ctx context.Context, orgID, awsAccountID, sourceID string) error {
@@ -247,7 +242,7 @@ func (c *Client) Register(ctx context.Context, orgID, awsAccountID, sourceID str
 	case code >= 200 && code < 300:
 		return nil
 	case code == http.StatusConflict:
-		return fmt.Errorf("%w: %s for org %s: %s", ErrConflict, op, orgID, c.excerpt(resp))
+		return fmt.Errorf("rhsm: AWS account already registered: %w: %s for org %s: %s", failure.ErrConflict, op, orgID, c.excerpt(resp))
 	}
 	return c.classify(op, code, resp)
 }
@@ -418,4 +413,10 @@ func (c *Client) excerpt(body []byte) string {
 		s = s[:cut] + "..."
 	}
 	return "body: " + s
+}
+
+// tokenChar reports whether r may appear in an HTTP header name (RFC 9110
+// token characters).
+func tokenChar(r rune) bool {
+	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)
 }

@@ -23,8 +23,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
+	standin "github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
 	"github.com/cloudoreg/cloudoreg/shared/status"
+	"unicode/utf8"
 )
 
 const (
@@ -40,7 +42,7 @@ func start(t *testing.T, f *fakeRHSM, cfg Config) (*Client, *httptest.Server) {
 	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
-	cfg.BaseURL = srv.URL + f.prefix
+	cfg.BaseURL = srv.URL + standin.DefaultPrefix
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -57,7 +59,7 @@ func wantTransient(t *testing.T, err error) {
 	if !errors.As(err, &fe) || !fe.Transient || failure.TargetOf(err) != Target {
 		t.Fatalf("got %v (%T), want a transient rhsm failure", err, err)
 	}
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, failure.ErrConflict) {
 		t.Fatalf("transient failure %v wraps ErrConflict", err)
 	}
 }
@@ -117,7 +119,7 @@ func TestRegisterTwiceSameOrg(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := c.Register(ctx, orgA, awsAcct, source)
-	if !errors.Is(err, ErrConflict) {
+	if !errors.Is(err, failure.ErrConflict) {
 		t.Fatalf("second Register: %v, want ErrConflict", err)
 	}
 	var fe *failure.Error
@@ -160,7 +162,7 @@ func TestRegisterOtherOrg(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := c.Register(ctx, orgA, awsAcct, source)
-	if !errors.Is(err, ErrConflict) {
+	if !errors.Is(err, failure.ErrConflict) {
 		t.Fatalf("Register of another org's account: %v, want ErrConflict", err)
 	}
 	if !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), awsAcct) {
@@ -248,7 +250,7 @@ func answer(f *fakeRHSM, code int, body string) {
 }
 
 // calls runs the three operations against c.
-func calls(c *Client, ctx context.Context) map[string]error {
+func calls(ctx context.Context, c *Client) map[string]error {
 	_, enabledErr := c.Enabled(ctx, orgA)
 	return map[string]error{
 		"Register": c.Register(ctx, orgA, awsAcct, source),
@@ -262,7 +264,7 @@ func TestTransientStatuses(t *testing.T) {
 	c, _ := start(t, f, Config{})
 	for _, code := range []int{500, 502, 503, 504, 429, 408} {
 		answer(f, code, `{"error":{"code":`+fmt.Sprint(code)+`,"message":"try later"}}`)
-		for op, err := range calls(c, t.Context()) {
+		for op, err := range calls(t.Context(), c) {
 			t.Run(fmt.Sprintf("%s/%d", op, code), func(t *testing.T) {
 				wantTransient(t, err)
 				if !strings.Contains(err.Error(), fmt.Sprint(code)) || !strings.Contains(err.Error(), "try later") {
@@ -287,7 +289,7 @@ func TestPermanentStatuses(t *testing.T) {
 
 	for _, code := range []int{400, 404, 405, 415, 422} {
 		answer(f, code, `{"error":{"code":`+fmt.Sprint(code)+`,"message":"no"}}`)
-		for op, err := range calls(c, ctx) {
+		for op, err := range calls(ctx, c) {
 			if op == "Remove" && code == http.StatusNotFound {
 				if err != nil {
 					t.Fatalf("Remove 404: %v", err)
@@ -304,8 +306,8 @@ func TestPermanentStatuses(t *testing.T) {
 	}
 	// 409 is a conflict only for Register.
 	answer(f, http.StatusConflict, `{}`)
-	got := calls(c, ctx)
-	if !errors.Is(got["Register"], ErrConflict) {
+	got := calls(ctx, c)
+	if !errors.Is(got["Register"], failure.ErrConflict) {
 		t.Fatalf("Register 409: %v", got["Register"])
 	}
 	wantPermanent(t, got["Remove"], status.CR4000)
@@ -322,7 +324,7 @@ func TestExcerptIsShortAndSafe(t *testing.T) {
 	if len(msg) > 600 {
 		t.Fatalf("error is %d bytes long: %q", len(msg), msg)
 	}
-	if strings.ContainsAny(msg, "\n\x00\x1b\xff") {
+	if strings.ContainsAny(msg, "\n\x00\x1b") || !utf8.ValidString(msg) {
 		t.Fatalf("error holds control or invalid bytes: %q", msg)
 	}
 }
@@ -339,7 +341,7 @@ func TestTimeout(t *testing.T) {
 	})
 	c, _ := start(t, f, Config{Timeout: 100 * time.Millisecond})
 	t.Cleanup(func() { close(release) }) // runs before the server closes
-	for op, err := range calls(c, t.Context()) {
+	for op, err := range calls(t.Context(), c) {
 		t.Run(op, func(t *testing.T) {
 			wantTransient(t, err)
 			var ne net.Error
@@ -355,7 +357,7 @@ func TestCallerCancel(t *testing.T) {
 	c, _ := start(t, f, Config{})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	for op, err := range calls(c, ctx) {
+	for op, err := range calls(ctx, c) {
 		t.Run(op, func(t *testing.T) {
 			wantTransient(t, err)
 			if !errors.Is(err, context.Canceled) {
@@ -376,7 +378,7 @@ func TestConnectionRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for op, err := range calls(c, t.Context()) {
+	for op, err := range calls(t.Context(), c) {
 		t.Run(op, func(t *testing.T) { wantTransient(t, err) })
 	}
 }
@@ -393,7 +395,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 		return true
 	})
 	c, _ := start(t, f, Config{AuthHeader: "X-Rhsm-Key", AuthValue: "redirect-secret"})
-	for op, err := range calls(c, t.Context()) {
+	for op, err := range calls(t.Context(), c) {
 		t.Run(op, func(t *testing.T) {
 			wantTransient(t, err)
 			if !strings.Contains(err.Error(), "base URL") {
@@ -482,7 +484,7 @@ func TestCredentials(t *testing.T) {
 			tc.fake(f)
 			srv := httptest.NewServer(f)
 			t.Cleanup(srv.Close)
-			base := srv.URL + f.prefix
+			base := srv.URL + standin.DefaultPrefix
 			ctx := t.Context()
 
 			good := tc.cfg
@@ -506,7 +508,7 @@ func TestCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for op, err := range calls(bare, ctx) {
+			for op, err := range calls(ctx, bare) {
 				t.Run("without/"+op, func(t *testing.T) { wantCredentialError(t, err) })
 			}
 
@@ -531,7 +533,7 @@ func TestCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for op, err := range calls(wc, ctx) {
+			for op, err := range calls(ctx, wc) {
 				t.Run("wrong/"+op, func(t *testing.T) {
 					wantCredentialError(t, err)
 					if !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "body withheld") {
@@ -698,7 +700,7 @@ func TestClientCertificate(t *testing.T) {
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	base := srv.URL + f.prefix
+	base := srv.URL + standin.DefaultPrefix
 	ctx := t.Context()
 
 	c, err := New(Config{BaseURL: base, CertFile: p.certFile, KeyFile: p.keyFile, CAFile: p.caFile})
@@ -722,7 +724,7 @@ func TestClientCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for op, err := range calls(noCert, ctx) {
+	for op, err := range calls(ctx, noCert) {
 		t.Run("no-cert/"+op, func(t *testing.T) { wantTransient(t, err) })
 	}
 	// Without the CA the server is not trusted: transient.
@@ -730,7 +732,7 @@ func TestClientCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for op, err := range calls(noCA, ctx) {
+	for op, err := range calls(ctx, noCA) {
 		t.Run("no-ca/"+op, func(t *testing.T) {
 			wantTransient(t, err)
 			var unknown x509.UnknownAuthorityError

@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Headers a dead letter carries besides the original ones.
@@ -27,7 +29,7 @@ const (
 // deadLetter copies msg with the reason to the dead-letter stream, then
 // terminates it. If the copy cannot be stored, the message is handed back
 // instead: nothing leaves the work stream without a trace.
-func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, reason string, cause error) {
+func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, reason failure.DeadLetterReason, cause error) {
 	var seq, deliveries uint64
 	if meta, err := msg.Metadata(); err == nil {
 		seq, deliveries = meta.Sequence.Stream, meta.NumDelivered
@@ -42,14 +44,14 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, reason strin
 	}
 }
 
-func (w *Worker) copyToDLQ(ctx context.Context, subject string, h nats.Header, data []byte, seq, deliveries uint64, reason string, cause error) error {
+func (w *Worker) copyToDLQ(ctx context.Context, subject string, h nats.Header, data []byte, seq, deliveries uint64, reason failure.DeadLetterReason, cause error) error {
 	out := &nats.Msg{Subject: work.DLQPrefix + strings.TrimPrefix(subject, work.SubjectPrefix), Header: nats.Header{}, Data: data}
 	for k, v := range h {
 		if k != jetstream.MsgIDHeader {
 			out.Header[k] = v
 		}
 	}
-	out.Header.Set(HeaderDLQReason, reason)
+	out.Header.Set(HeaderDLQReason, string(reason))
 	out.Header.Set(HeaderDLQDetail, fmt.Sprint(cause))
 	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
 	out.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
@@ -65,7 +67,7 @@ func (w *Worker) copyToDLQ(ctx context.Context, subject string, h nats.Header, d
 				w.log.WithFields(fields).Info("work message already dead-lettered")
 				return nil
 			}
-			w.metrics.DeadLetters.WithLabelValues(reason).Inc()
+			w.metrics.DeadLetters.WithLabelValues(string(reason)).Inc()
 			w.log.WithFields(fields).Error("work message dead-lettered")
 			return nil
 		}
@@ -109,7 +111,7 @@ func (w *Worker) watchMaxDeliveries(nc *nats.Conn) (*nats.Subscription, error) {
 			return
 		}
 		cause := fmt.Errorf("consumer %s gave up after %d deliveries (a processor kept dying on it)", a.Consumer, a.Deliveries)
-		if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, "max_deliveries", cause); err != nil {
+		if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, failure.ReasonMaxDeliveries, cause); err != nil {
 			w.log.WithError(err).WithField("nats_stream_seq", a.StreamSeq).Error("max-deliveries advisory: dead-lettering failed")
 		}
 	})
@@ -131,13 +133,13 @@ func (w *Worker) deadLetterExhausted(ctx context.Context) {
 	}
 	for p := 0; p < w.cfg.Partitions; p++ {
 		if err := w.deadLetterExhaustedOf(ctx, stream, p); err != nil {
-			w.log.WithError(err).WithField("consumer", work.ConsumerName(p)).Warn("looking for exhausted work messages failed")
+			w.log.WithError(err).WithField("consumer", workstream.ConsumerName(p)).Warn("looking for exhausted work messages failed")
 		}
 	}
 }
 
 func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Stream, p int) error {
-	c, err := stream.Consumer(ctx, work.ConsumerName(p))
+	c, err := stream.Consumer(ctx, workstream.ConsumerName(p))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil // first start: nothing was delivered yet
 	}
@@ -150,7 +152,7 @@ func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Str
 	}
 	last := info.Delivered.Stream - uint64(min(info.NumAckPending, 1))
 	for seq := info.AckFloor.Stream + 1; seq <= last; {
-		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(work.PartitionFilter(p)))
+		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(workstream.PartitionFilter(p)))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -161,7 +163,7 @@ func (w *Worker) deadLetterExhaustedOf(ctx context.Context, stream jetstream.Str
 			return nil
 		}
 		if !w.alreadyDeadLettered(ctx, raw) {
-			cause := fmt.Errorf("consumer %s gave up after %d deliveries while no processor heard it", work.ConsumerName(p), w.cfg.MaxDeliver)
+			cause := fmt.Errorf("consumer %s gave up after %d deliveries while no processor heard it", workstream.ConsumerName(p), w.cfg.MaxDeliver)
 			if err := w.copyToDLQ(ctx, raw.Subject, raw.Header, raw.Data, raw.Sequence, uint64(w.cfg.MaxDeliver), "max_deliveries", cause); err != nil {
 				return err
 			}

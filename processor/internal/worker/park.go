@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // ParkedBucket is the KV bucket of parked retries: at most one per source.
@@ -153,7 +154,7 @@ func (w *Worker) enqueueIfDue(ctx context.Context, key string) error {
 	}
 	m.Tenant.OrgID, m.Tenant.AccountNumber = p.OrgID, p.Account
 	log := w.log.WithFields(logrus.Fields{"source_id": p.SourceID, "attempt": p.Attempt, "origin": m.Origin})
-	duplicate, err := Enqueue(ctx, w.js, m)
+	duplicate, err := workstream.Publish(ctx, w.js, m)
 	if err != nil {
 		return err
 	}

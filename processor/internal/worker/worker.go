@@ -21,14 +21,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 // Config tunes consumption and retries.
@@ -79,9 +80,9 @@ func New(cfg Config, js jetstream.JetStream, r Reconciler, reporter reconcile.Re
 // ConsumerConfig is the durable consumer of partition p.
 func ConsumerConfig(cfg Config, p int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       work.ConsumerName(p),
+		Durable:       workstream.ConsumerName(p),
 		Description:   "Cloudoreg processors: one message of this partition at a time",
-		FilterSubject: work.PartitionFilter(p),
+		FilterSubject: workstream.PartitionFilter(p),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
 		MaxAckPending: 1,
@@ -106,12 +107,12 @@ func (w *Worker) Start(ctx context.Context, nc *nats.Conn) error {
 		c, err := w.js.CreateOrUpdateConsumer(ctx, work.StreamName, ConsumerConfig(w.cfg, p))
 		if err != nil {
 			w.Stop(0)
-			return fmt.Errorf("declare consumer %s: %w", work.ConsumerName(p), err)
+			return fmt.Errorf("declare consumer %s: %w", workstream.ConsumerName(p), err)
 		}
 		cc, err := c.Consume(w.handle, jetstream.PullMaxMessages(1), jetstream.ConsumeErrHandler(w.consumeError))
 		if err != nil {
 			w.Stop(0)
-			return fmt.Errorf("consume %s: %w", work.ConsumerName(p), err)
+			return fmt.Errorf("consume %s: %w", workstream.ConsumerName(p), err)
 		}
 		w.consuming = append(w.consuming, cc)
 	}
@@ -162,9 +163,9 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	defer w.inflight.Done()
 	started := time.Now()
 	ctx := w.workCtx
-	m, err := work.Decode(msg.Headers())
+	m, err := workstream.Decode(msg.Headers())
 	if err != nil {
-		w.deadLetter(ctx, msg, "undecodable", err)
+		w.deadLetter(ctx, msg, failure.ReasonUndecodable, err)
 		return
 	}
 	log := w.log.WithFields(logrus.Fields{
@@ -189,7 +190,11 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	case failure.IsTransient(err):
 		w.parkOrGiveUp(ctx, log, msg, m, err, attempts)
 	default:
-		w.deadLetter(ctx, msg, "internal", err)
+		reason := failure.ReasonOf(err)
+		if reason == "" {
+			reason = failure.ReasonInternal
+		}
+		w.deadLetter(ctx, msg, reason, err)
 	}
 	w.metrics.WorkSeconds.Observe(time.Since(started).Seconds())
 }
@@ -269,24 +274,35 @@ func (w *Worker) countRepairs(ctx context.Context, log *logrus.Entry, sourceID s
 
 // giveUp dead-letters the message so an operator can replay it, then
 // reports CG3000 (in that order: when the customer sees the error, the
-// dead letter already exists).
+// dead letter already exists). A failure an operator must fix (a refused
+// PSK) is dead-lettered with its own reason and never reported: it is not
+// the customer's, and a replay after the fix reconciles the source.
 func (w *Worker) giveUp(ctx context.Context, log *logrus.Entry, msg jetstream.Msg, m work.Message, cause error, attempts int) {
 	total := m.Attempt + attempts
 	var seq, deliveries uint64
 	if meta, err := msg.Metadata(); err == nil {
 		seq, deliveries = meta.Sequence.Stream, meta.NumDelivered
 	}
+	reason := failure.ReasonOf(cause)
+	if reason == "" {
+		reason = failure.ReasonBudgetSpent
+	}
 	detail := fmt.Errorf("retry budget spent after %d attempts: %w", total, cause)
-	if err := w.copyToDLQ(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq, deliveries, "budget_spent", detail); err != nil {
+	if err := w.copyToDLQ(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq, deliveries, reason, detail); err != nil {
 		log.WithError(err).Error("retry budget spent but dead-lettering failed; handing the message back")
 		_ = msg.NakWithDelay(w.cfg.Backoff.Max)
 		return
 	}
-	appID, reported := w.reportBudgetSpent(ctx, m, cause)
 	w.clearParked(ctx, m.SourceID)
-	w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: appID, Attempts: total})
-	w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(reconcile.StateUnavailable), string(status.CG3000)).Inc()
-	log.WithError(cause).WithField("attempts", total).Error("retry budget spent, message dead-lettered: " + reported)
+	if reason == failure.ReasonBudgetSpent {
+		appID, reported := w.reportBudgetSpent(ctx, m, cause)
+		w.record(ctx, m, outcomes.Record{State: string(reconcile.StateUnavailable), Code: string(status.CG3000), Reason: "retry budget spent", ApplicationID: appID, Attempts: total})
+		w.metrics.Work.WithLabelValues(kindLabel(m.Kind), string(reconcile.StateUnavailable), string(status.CG3000)).Inc()
+		log.WithError(cause).WithField("attempts", total).Error("retry budget spent, message dead-lettered: " + reported)
+	} else {
+		w.record(ctx, m, outcomes.Record{State: "dead_lettered", Reason: string(reason), ApplicationID: m.ApplicationID, Attempts: total})
+		log.WithError(cause).WithFields(logrus.Fields{"attempts": total, "reason": reason}).Error("retry budget spent on a problem an operator must fix: message dead-lettered, nothing reported to the customer; replay it after the fix")
+	}
 	if err := msg.Term(); err != nil {
 		log.WithError(err).Warn("terminating a dead-lettered message failed")
 	}
@@ -316,7 +332,7 @@ func (w *Worker) reportBudgetSpent(ctx context.Context, m work.Message, cause er
 }
 
 func (w *Worker) record(ctx context.Context, m work.Message, r outcomes.Record) {
-	r.LastEvent, r.Origin, r.Time = m.Kind, m.Origin, time.Now().UTC()
+	r.OrgID, r.LastEvent, r.Origin, r.Time = m.Tenant.OrgID, m.Kind, m.Origin, time.Now().UTC()
 	if err := w.outcomes.Put(ctx, m.SourceID, r); err != nil {
 		w.log.WithError(err).WithField("source_id", m.SourceID).Warn("recording the outcome failed")
 	}

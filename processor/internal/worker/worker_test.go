@@ -20,15 +20,16 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cloudoreg/cloudoreg/processor/internal/failure"
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/failure"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
+	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
 
 const waitLimit = 90 * time.Second
@@ -119,7 +120,7 @@ func newTestEnv(t *testing.T, partitions int) *testEnv {
 	t.Cleanup(ns.Shutdown)
 	e := &testEnv{t: t, ns: ns}
 	js := e.connect()
-	if err := work.EnsureStreams(context.Background(), js, work.StreamSettings{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
+	if err := workstream.EnsureStreams(context.Background(), js, workstream.StreamSettings{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -174,7 +175,7 @@ func (e *testEnv) startWorker(cfg Config, r Reconciler, rep reconcile.Reporter) 
 
 func (e *testEnv) publish(js jetstream.JetStream, m work.Message) {
 	e.t.Helper()
-	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()}); err != nil {
+	if _, err := js.PublishMsg(context.Background(), workstream.NewMsg(m, "")); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -346,7 +347,7 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 		t.Fatalf("no dead letter after %d unacknowledged deliveries: %v", cfg.MaxDeliver, err)
 	}
 	h := dead.Headers()
-	if h.Get(HeaderDLQReason) != "max_deliveries" || h.Get(work.HeaderSourceID) != "9" || h.Get(HeaderDLQDeliveries) != "2" {
+	if h.Get(HeaderDLQReason) != "max_deliveries" || h.Get(workstream.HeaderSourceID) != "9" || h.Get(HeaderDLQDeliveries) != "2" {
 		t.Errorf("dead letter headers %v", h)
 	}
 }
@@ -408,7 +409,7 @@ func TestParkedRetryAlreadyEnqueuedIsKept(t *testing.T) {
 	}
 	other := msg("8", 1)
 	other.Origin = fmt.Sprintf("retry/8/%d", rev) // what the other sweeper stored
-	if dup, err := Enqueue(ctx, js, other); err != nil || dup {
+	if dup, err := workstream.Publish(ctx, js, other); err != nil || dup {
 		t.Fatalf("the other sweeper's publish: duplicate %v, %v", dup, err)
 	}
 	if err := w.enqueueIfDue(ctx, parkedKey("8")); err != nil {
@@ -446,7 +447,7 @@ func exhaustWhileDown(t *testing.T, pullBefore bool) {
 	ctx := context.Background()
 	e.publish(js, msg("12", 0)) // other sources' messages, stored before and after
 	m := msg("11", 1)
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: work.Subject(m.SourceID), Header: m.Header()})
+	ack, err := js.PublishMsg(ctx, workstream.NewMsg(m, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,8 +464,8 @@ func exhaustWhileDown(t *testing.T, pullBefore bool) {
 			t.Fatal(err)
 		}
 		for m := range batch.Messages() {
-			if delivery <= cfg.MaxDeliver && m.Headers().Get(work.HeaderSourceID) != "11" {
-				t.Fatalf("delivery %d: source %s, want 11", delivery, m.Headers().Get(work.HeaderSourceID))
+			if delivery <= cfg.MaxDeliver && m.Headers().Get(workstream.HeaderSourceID) != "11" {
+				t.Fatalf("delivery %d: source %s, want 11", delivery, m.Headers().Get(workstream.HeaderSourceID))
 			}
 		}
 	}
@@ -494,7 +495,7 @@ func exhaustWhileDown(t *testing.T, pullBefore bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dead.Header.Get(HeaderDLQReason) != "max_deliveries" || dead.Header.Get(work.HeaderSourceID) != "11" {
+	if dead.Header.Get(HeaderDLQReason) != "max_deliveries" || dead.Header.Get(workstream.HeaderSourceID) != "11" {
 		t.Errorf("dead letter headers %v", dead.Header)
 	}
 	if n := testutilValue(late.metrics.DeadLetters.WithLabelValues("max_deliveries")); n != 0 {
@@ -578,4 +579,84 @@ func TestBudgetSpentOnWorkWithoutApplicationTellsTheCustomer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// alwaysFails is a reconciler that always fails with err.
+type alwaysFails struct{ err error }
+
+func (f alwaysFails) Reconcile(context.Context, work.Message) (reconcile.Outcome, error) {
+	return reconcile.Outcome{}, f.err
+}
+
+func (f alwaysFails) ApplicationID(context.Context, work.Message) (string, error) { return "", nil }
+
+// TestDeadLetterReasons: each kind of failure leaves the work stream with
+// its own reason, and only transient failures of a dependency that outlast
+// the budget are reported to the customer (CG3000). A refused PSK is an
+// operator's problem: retried for the budget, then dead-lettered and never
+// reported; a refused Sources read is dead-lettered at once.
+func TestDeadLetterReasons(t *testing.T) {
+	cases := []struct {
+		name     string
+		err      error
+		reason   failure.DeadLetterReason
+		reported []status.Message
+	}{
+		{"transient", failure.Transient("sts", fmt.Errorf("throttled")), failure.ReasonBudgetSpent,
+			[]status.Message{status.UnavailableMessage("21", status.CG3000)}},
+		{"sources refuses the PSK", failure.Operator(failure.ReasonSourcesUnauthorized, "sources", fmt.Errorf("HTTP 401")), failure.ReasonSourcesUnauthorized, nil},
+		{"sources refuses the read", failure.DeadLetter(failure.ReasonSourcesRefused, "sources", fmt.Errorf("HTTP 400")), failure.ReasonSourcesRefused, nil},
+		{"a customer's failure returned", failure.Permanent(status.CG3002, "sts", fmt.Errorf("denied")), failure.ReasonInternal, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, 1)
+			cfg := testConfig()
+			cfg.Partitions, cfg.InPlace, cfg.Budget = 1, 50*time.Millisecond, 0
+			rep := &nopReporter{}
+			w, _ := e.startWorker(cfg, alwaysFails{tc.err}, rep)
+			js := e.connect()
+			e.publish(js, msg("9", 21))
+			dlq, err := js.OrderedConsumer(context.Background(), work.DLQStreamName, jetstream.OrderedConsumerConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead, err := dlq.Next(jetstream.FetchMaxWait(waitLimit))
+			if err != nil {
+				t.Fatalf("no dead letter: %v", err)
+			}
+			if got := dead.Headers().Get(HeaderDLQReason); got != string(tc.reason) {
+				t.Errorf("reason %q, want %q (detail %q)", got, tc.reason, dead.Headers().Get(HeaderDLQDetail))
+			}
+			// The report, if any, comes after the dead letter: wait for
+			// the message to leave the work stream before reading it.
+			deadline := time.Now().Add(waitLimit)
+			for testutilValue(w.metrics.DeadLetters.WithLabelValues(string(tc.reason))) != 1 || pending(t, js) != 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the message did not leave the work stream")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			rep.mu.Lock()
+			defer rep.mu.Unlock()
+			if fmt.Sprint(rep.sent) != fmt.Sprint(tc.reported) {
+				t.Errorf("reported %+v, want %+v", rep.sent, tc.reported)
+			}
+		})
+	}
+}
+
+// pending is how many messages of the work stream are not yet acknowledged
+// or terminated by the partition consumer.
+func pending(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), work.StreamName, workstream.ConsumerName(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.NumPending) + info.NumAckPending
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,11 +28,22 @@ const (
 	org      = "1234567"
 	external = "cloudoreg-demo-external-id"
 	timeout  = 60 * time.Second
+	// adminToken is the processors' status API admin token, for cloudoregctl.
+	adminToken = "cloudoreg-demo-admin-token"
 )
 
 func main() {
 	bin := flag.String("bin", "bin", "folder with the binaries")
+	free := flag.Bool("free-ports", false, "run on free ports instead of the README's (beside a running `make run`)")
 	flag.Parse()
+	var ports *localrun.Ports
+	if *free {
+		p, err := localrun.FreePorts(2, 1)
+		if err != nil {
+			fail(err)
+		}
+		ports = &p
+	}
 	logPath := filepath.Join(*bin, "demo.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -39,12 +51,17 @@ func main() {
 	}
 	defer logFile.Close()
 	fmt.Printf("Starting the local stack, a listener and two processors (logs: %s)...\n", logPath)
-	sys, err := localrun.Start(context.Background(), localrun.Options{BinDir: *bin, Processors: 2, Out: logFile, LogFormat: "text"})
+	sys, err := localrun.Start(context.Background(), localrun.Options{
+		BinDir: *bin, Processors: 2, Out: logFile, LogFormat: "text", Env: []string{"CLOUDOREG_ADMIN_TOKEN=" + adminToken}, Ports: ports,
+	})
 	if err != nil {
 		_ = sys.Stop(10 * time.Second)
 		fail(err)
 	}
-	ok := scenario()
+	sourcesURL, rhsmURL = sys.SourcesURL(), sys.RHSMBaseURL()+"/management/v1"
+	sources, ok := scenario()
+	apiURL := fmt.Sprintf("http://127.0.0.1:%d", sys.Ports().ProcessorPrivate[0])
+	ok = printStatuses(*bin, apiURL, sources) && ok
 	fmt.Println("Stopping...")
 	if err := sys.Stop(30 * time.Second); err != nil {
 		fmt.Println("  ", err)
@@ -57,12 +74,16 @@ func main() {
 	fmt.Println("Demo passed: every source ended as expected.")
 }
 
+// Where the stand-ins listen (the README's ports unless -free-ports).
+var sourcesURL, rhsmURL = localrun.SourcesURL, localrun.RHSMURL
+
 type source struct {
 	label, sourceID, appID, authID string
 }
 
-// scenario runs the demo steps and reports whether all went as expected.
-func scenario() bool {
+// scenario runs the demo steps; it returns the sources it made and whether
+// every outcome was the expected one.
+func scenario() ([]source, bool) {
 	fmt.Println()
 	fmt.Println("1. Create three sources, as the console does (bulk_create):")
 	a := create("trusted role", "demo-trusted", "arn:aws:iam::123456789012:role/cloud-meter-trusted")
@@ -87,6 +108,25 @@ func scenario() bool {
 	ok = gone && ok
 	fmt.Println()
 	fmt.Printf("RHSM now holds for org %s: %s\n", org, strings.Join(registrations(), ", "))
+	return []source{a, b, c}, ok
+}
+
+// printStatuses shows each source as an operator sees it, through
+// cloudoregctl and the processor's status API; false if a call failed.
+func printStatuses(bin, apiURL string, sources []source) bool {
+	fmt.Println()
+	fmt.Println("4. What an operator sees (cloudoregctl status <source-id>):")
+	ok := true
+	for _, s := range sources {
+		fmt.Printf("\n$ cloudoregctl status %s    # %s\n", s.sourceID, s.label)
+		cmd := exec.Command(filepath.Join(bin, "cloudoregctl"), "status", s.sourceID)
+		cmd.Env = append(os.Environ(), "CLOUDOREG_API_URL="+apiURL, "CLOUDOREG_ADMIN_TOKEN="+adminToken)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+		if err := cmd.Run(); err != nil {
+			fmt.Println("   cloudoregctl:", err)
+			ok = false
+		}
+	}
 	return ok
 }
 
@@ -177,7 +217,7 @@ type account struct {
 }
 
 func enabled() []account {
-	req, _ := http.NewRequest(http.MethodGet, localrun.RHSMURL+"/cloud_access_providers/enabled", nil)
+	req, _ := http.NewRequest(http.MethodGet, rhsmURL+"/cloud_access_providers/enabled", nil)
 	req.Header.Set("X-RhsmApi-AccountID", org)
 	var out struct {
 		Body []struct{ Accounts []account }
@@ -197,7 +237,7 @@ func call(method, path string, body, out any) {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, localrun.SourcesURL+path, rd)
+	req, _ := http.NewRequest(method, sourcesURL+path, rd)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("x-rh-sources-org-id", org)
 	do(req, out)

@@ -31,8 +31,16 @@ Then see what the customer sees, and what RHSM holds:
   curl -s -H 'x-rh-sources-org-id: 1234567' http://127.0.0.1:8000/api/sources/v3.1/sources
   curl -s -H 'X-RhsmApi-AccountID: 1234567' http://127.0.0.1:8001/management/v1/cloud_access_providers/enabled
 
+and what Cloudoreg did (the first source created is 1001):
+
+  CLOUDOREG_ADMIN_TOKEN=%s %s/cloudoregctl status 1001
+
 Press Ctrl-C to stop.
 `
+
+// localAdminToken is the processors' status API admin token under make run
+// (a local secret only: CLOUDOREG_ADMIN_TOKEN in the environment wins).
+const localAdminToken = "cloudoreg-local-admin"
 
 func main() {
 	bin := flag.String("bin", "bin", "folder with the stack, listener and processor binaries")
@@ -40,13 +48,20 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	sys, err := localrun.Start(ctx, localrun.Options{BinDir: *bin, Processors: *processors, Out: os.Stdout, LogFormat: "text"})
+	token := os.Getenv("CLOUDOREG_ADMIN_TOKEN")
+	if token == "" {
+		token = localAdminToken
+	}
+	sys, err := localrun.Start(ctx, localrun.Options{
+		BinDir: *bin, Processors: *processors, Out: os.Stdout, LogFormat: "text",
+		Env: []string{"CLOUDOREG_ADMIN_TOKEN=" + token},
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "make run:", err)
 		_ = sys.Stop(10 * time.Second)
 		os.Exit(1)
 	}
-	fmt.Print(banner)
+	fmt.Printf(banner, token, *bin)
 	code := 0
 	select {
 	case <-ctx.Done():

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -18,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloudoreg/cloudoreg/scripts/internal/supervise"
+	"github.com/cloudoreg/cloudoreg/shared/backoff"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 // Documented local ports.
@@ -61,50 +62,16 @@ func DocumentedPorts(n int) Ports {
 // natsServers NATS servers (consecutive client and route ports), so that
 // tests never collide with the documented ports a developer's `make run`
 // holds. Ports are fixed for the life of the system: a restarted broker must
-// come back where its clients look for it. They are drawn from 20000-32767,
-// below Linux's ephemeral range (32768-60999): while a killed process is away
-// from its port, no client connection or port-0 listener of another test can
-// be given it.
+// come back where its clients look for it (testkit.Ports says where they
+// are drawn from, and why).
 func FreePorts(n, natsServers int) (Ports, error) {
-	natsServers = max(1, natsServers)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	// run reserves size consecutive free ports and returns the first.
-	run := func(size int) (int, error) {
-		const lo, hi = 20000, 32768
-	next:
-		for tries := 0; tries < 2000; tries++ {
-			p := lo + rand.IntN(hi-lo-size)
-			var held []net.Listener
-			for q := p; q < p+size; q++ {
-				ln, err := net.Listen("tcp", addr(q))
-				if err != nil { // taken (also by one picked already, which is held open)
-					for _, h := range held {
-						_ = h.Close()
-					}
-					continue next
-				}
-				held = append(held, ln)
-			}
-			lns = append(lns, held...)
-			return p, nil
-		}
-		return 0, fmt.Errorf("no %d consecutive free ports found in %d-%d", size, lo, hi-1)
-	}
-	sizes := []int{1, natsServers, natsServers, 1, 1, 1, 1}
+	sizes := []int{1, max(1, natsServers), max(1, natsServers), 1, 1, 1, 1}
 	for i := 0; i < 2*n; i++ {
 		sizes = append(sizes, 1)
 	}
-	nums := make([]int, len(sizes))
-	for i, size := range sizes {
-		var err error
-		if nums[i], err = run(size); err != nil {
-			return Ports{}, err
-		}
+	nums, err := testkit.PortRuns(sizes...)
+	if err != nil {
+		return Ports{}, err
 	}
 	return Ports{
 		Kafka: nums[0], NATS: nums[1], NATSRoute: nums[2], Sources: nums[3], RHSM: nums[4], STS: nums[5], ListenerMetrics: nums[6],
@@ -219,21 +186,18 @@ func awaitJetStream(ctx context.Context, url string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	var last error
+	policy := backoff.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond}
+	err = policy.Retry(ctx, func() error {
 		actx, acancel := context.WithTimeout(ctx, time.Second)
+		defer acancel()
 		_, err := js.AccountInfo(actx)
-		acancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the NATS cluster has no JetStream: %w", err)
-		case <-tick.C:
-		}
+		return err
+	}, func(_ int, err error) { last = err })
+	if err != nil {
+		return fmt.Errorf("the NATS cluster has no JetStream: %w", last)
 	}
+	return nil
 }
 
 // Launch starts p and waits (up to a minute) until it is ready. On a

@@ -8,6 +8,7 @@ package stack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,9 +24,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/cloudoreg/cloudoreg/scripts"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/rhsm"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sources"
-	"github.com/cloudoreg/cloudoreg/scripts/internal/standin/sts"
+	"github.com/cloudoreg/cloudoreg/shared/backoff"
+	"github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sources"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 )
 
 // Config is where the stack listens and what it starts with. A port of 0
@@ -101,7 +103,7 @@ type Stack struct {
 func Start(ctx context.Context, cfg Config, log *logrus.Logger) (*Stack, error) {
 	s := &Stack{}
 	if err := s.start(ctx, cfg, log); err != nil {
-		s.Close()
+		s.Close() //nolint:contextcheck // stopping what started must not depend on the caller's context
 		return nil, err
 	}
 	return s, nil
@@ -306,8 +308,9 @@ func dialHost(host string) string {
 // awaitJetStreamCluster waits until the servers have a JetStream meta
 // leader that counts every one of them as a current peer.
 func awaitJetStreamCluster(servers []*server.Server, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	formed := func() error {
 		leaders, current := 0, 0
 		for _, ns := range servers {
 			if ns.JetStreamIsLeader() && len(ns.JetStreamClusterPeers()) == len(servers) {
@@ -317,14 +320,16 @@ func awaitJetStreamCluster(servers []*server.Server, limit time.Duration) error 
 				current++
 			}
 		}
-		if leaders == 1 && current == len(servers) {
-			return nil
+		if leaders != 1 || current != len(servers) {
+			return errors.New("not formed yet")
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the JetStream cluster of %d servers did not form within %s", len(servers), limit)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
 	}
+	policy := backoff.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	if err := policy.Retry(ctx, formed, nil); err != nil {
+		return fmt.Errorf("the JetStream cluster of %d servers did not form within %s", len(servers), limit)
+	}
+	return nil
 }
 
 // natsLogger writes a NATS server's notices, warnings and errors to the

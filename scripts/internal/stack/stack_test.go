@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cloudoreg/cloudoreg/scripts/internal/localrun"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
@@ -154,11 +153,11 @@ func startCluster(t *testing.T, perProcess bool) ([]*server.Server, string) {
 	cfg := Config{NATSCluster: 3, ExternalKafka: true, SkipStandIns: true}
 	nodes := []int{0}
 	if perProcess {
-		p, err := localrun.FreePorts(0, 3)
+		p, err := testkit.PortRuns(3, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.NATSPort, cfg.NATSRoutePort = p.NATS, p.NATSRoute
+		cfg.NATSPort, cfg.NATSRoutePort = p[0], p[1]
 		nodes = []int{1, 2, 3}
 	}
 	var servers []*server.Server
@@ -232,23 +231,24 @@ func otherThan(t *testing.T, servers []*server.Server, name string) *server.Serv
 func TestNATSClusterPortInUse(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		port func(localrun.Ports) int
+		port func(client, route int) int
 		want string
 	}{
-		{"client port of server 2", func(p localrun.Ports) int { return p.NATS + 1 }, "nats: "},
-		{"route port of server 3", func(p localrun.Ports) int { return p.NATSRoute + 2 }, "nats route: "},
+		{"client port of server 2", func(client, _ int) int { return client + 1 }, "nats: "},
+		{"route port of server 3", func(_, route int) int { return route + 2 }, "nats route: "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := localrun.FreePorts(0, 3)
+			p, err := testkit.PortRuns(3, 3)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port(p))))
+			client, route := p[0], p[1]
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port(client, route))))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			s, err := Start(context.Background(), Config{NATSCluster: 3, NATSPort: p.NATS, NATSRoutePort: p.NATSRoute, ExternalKafka: true, SkipStandIns: true}, quiet())
+			s, err := Start(context.Background(), Config{NATSCluster: 3, NATSPort: client, NATSRoutePort: route, ExternalKafka: true, SkipStandIns: true}, quiet())
 			if err == nil {
 				s.Close()
 				t.Fatal("started with a port taken")
@@ -256,7 +256,7 @@ func TestNATSClusterPortInUse(t *testing.T) {
 			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "address already in use") {
 				t.Errorf("error %q: want %q and the bind error", err, c.want)
 			}
-			for _, port := range []int{p.NATS, p.NATSRoute} {
+			for _, port := range []int{client, route} {
 				if err := bindable("127.0.0.1", port); err != nil {
 					t.Errorf("port %d of the first server still held: %v", port, err)
 				}

@@ -108,7 +108,7 @@ func (r *Running) WaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-r.done:
-			return fmt.Errorf("%s exited before it was ready: %v", r.Name, r.err)
+			return fmt.Errorf("%s exited before it was ready: %w", r.Name, r.err)
 		case <-ctx.Done():
 			return fmt.Errorf("%s was not ready in time: %w", r.Name, ctx.Err())
 		case <-t.C:
