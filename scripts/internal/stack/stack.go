@@ -132,7 +132,7 @@ func (s *Stack) start(ctx context.Context, cfg Config, log *logrus.Logger) error
 		return err
 	}
 	if !cfg.ExternalNATS {
-		if err := s.startNATS(cfg, dir, log); err != nil {
+		if err := s.startNATS(ctx, cfg, dir, log); err != nil {
 			return err
 		}
 	}
@@ -163,7 +163,7 @@ func (s *Stack) startKafka(cfg Config, dir string) error {
 	return nil
 }
 
-func (s *Stack) startNATS(cfg Config, dir string, log *logrus.Logger) error {
+func (s *Stack) startNATS(ctx context.Context, cfg Config, dir string, log *logrus.Logger) error {
 	if cfg.NATSCluster <= 1 {
 		ns, err := startNATSServer(cfg.BindHost, cfg.NATSPort, &server.Options{
 			ServerName: "cloudoreg-local", StoreDir: filepath.Join(dir, "nats"),
@@ -174,7 +174,7 @@ func (s *Stack) startNATS(cfg Config, dir string, log *logrus.Logger) error {
 		s.NATS, s.NATSURL = ns, ns.ClientURL()
 		return nil
 	}
-	return s.startNATSCluster(cfg, dir, log)
+	return s.startNATSCluster(ctx, cfg, dir, log)
 }
 
 // NATSServerName is the name of server i (from 0) of the local cluster,
@@ -185,7 +185,7 @@ func NATSServerName(i int) string { return fmt.Sprintf("cloudoreg-local-%d", i+1
 // (all, or only NATSNode's). Every server is given every route, itself
 // included (the server skips it): JetStream sizes its first meta group
 // from the configured routes.
-func (s *Stack) startNATSCluster(cfg Config, dir string, log *logrus.Logger) error {
+func (s *Stack) startNATSCluster(ctx context.Context, cfg Config, dir string, log *logrus.Logger) error {
 	n := cfg.NATSCluster
 	if cfg.NATSNode < 0 || cfg.NATSNode > n {
 		return fmt.Errorf("nats: STACK_NATS_NODE %d is not a server of a cluster of %d", cfg.NATSNode, n)
@@ -229,7 +229,7 @@ func (s *Stack) startNATSCluster(cfg Config, dir string, log *logrus.Logger) err
 	if cfg.NATSNode == 0 {
 		// Ready means JetStream can place a stream on every server; alone, a
 		// server of a cluster has no JetStream until a quorum has met.
-		if err := awaitJetStreamCluster(started, 30*time.Second); err != nil {
+		if err := awaitJetStreamCluster(ctx, started, 30*time.Second); err != nil {
 			return fmt.Errorf("nats: %w", err)
 		}
 	}
@@ -307,8 +307,8 @@ func dialHost(host string) string {
 
 // awaitJetStreamCluster waits until the servers have a JetStream meta
 // leader that counts every one of them as a current peer.
-func awaitJetStreamCluster(servers []*server.Server, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
+func awaitJetStreamCluster(ctx context.Context, servers []*server.Server, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	formed := func() error {
 		leaders, current := 0, 0

@@ -181,7 +181,7 @@ func startCluster(t *testing.T, perProcess bool) ([]*server.Server, string) {
 	}
 	if perProcess {
 		// Start waits for the cluster only when it runs it all.
-		if err := awaitJetStreamCluster(servers, 30*time.Second); err != nil {
+		if err := awaitJetStreamCluster(context.Background(), servers, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
