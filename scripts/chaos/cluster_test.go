@@ -40,10 +40,17 @@ func TestClusterState(t *testing.T) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: work.StreamName, Subjects: []string{"w.>"}, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
+	// Each look has its own deadline, as the harness's: a request in flight
+	// to a server that stops gets no answer.
+	look := func() (int, string, error) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return clusterState(ctx, js)
+	}
 	var leader int
 	var behind string
 	testkit.Await(t, 30*time.Second, "a whole cluster with a known leader", func() bool {
-		leader, behind, err = clusterState(ctx, js)
+		leader, behind, err = look()
 		return err == nil && behind == "" && leader >= 0
 	})
 	servers := st.NATSServers()
@@ -54,7 +61,7 @@ func TestClusterState(t *testing.T) {
 	follower.Shutdown()
 	follower.WaitForShutdown()
 	testkit.Await(t, 30*time.Second, "the stopped server reported", func() bool {
-		_, behind, err = clusterState(ctx, js)
+		_, behind, err = look()
 		return err == nil && strings.Contains(behind, work.StreamName) && strings.Contains(behind, follower.Name()+" offline")
 	})
 }
