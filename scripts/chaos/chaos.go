@@ -16,7 +16,11 @@
 //     topic between the valid events;
 //  7. sigterm-all: SIGTERM the listener, the processors, Kafka and NATS at
 //     once, mid-load, and start them again. The stand-ins stay: they are
-//     the external services, and their state is in memory.
+//     the external services, and their state is in memory;
+//  8. nats-node-kill: on a cluster of three NATS servers with the streams
+//     and KV buckets at R3, kill -9 a server that does not lead the work
+//     stream, and start it again;
+//  9. nats-leader-kill: the same for the server that leads the work stream.
 //
 // Then it checks, from what the stand-ins recorded, the Kafka topics and
 // the JetStream streams, that nothing was lost or duplicated, that no
@@ -82,17 +86,23 @@ type Scenario struct {
 	Name        string
 	Description string
 	inject      func(ctx context.Context, f *fault) error
+	// cluster runs NATS as a cluster of natsCluster servers, each its own
+	// process, with Cloudoreg's streams and KV buckets on all of them.
+	cluster bool
 }
 
-// Scenarios are the faults of issue 7, in order.
+// Scenarios are the faults of issue 7, in order, then the loss of a NATS
+// server of a cluster (issue 14).
 var Scenarios = []Scenario{
-	{"listener-kill", "kill -9 the listener at random moments and restart it, repeatedly", injectListenerKills},
-	{"processor-kill", "kill -9 one of three processors at random moments and restart it, repeatedly", injectProcessorKills},
-	{"nats-restart", "restart the NATS server (SIGTERM, file store kept)", injectNATSRestarts},
-	{"kafka-outage", "restart the Kafka broker (log kept) and freeze it (SIGSTOP) for a while", injectKafkaOutages},
-	{"dependency-faults", "STS throttles, Sources answers 503, RHSM times out, each for a while", injectDependencyFaults},
-	{"poison", "a poison corpus written into the event topic between the valid events", injectPoison},
-	{"sigterm-all", "SIGTERM the listener, the processors, Kafka and NATS at once mid-load, then start them again", injectSigtermAll},
+	{"listener-kill", "kill -9 the listener at random moments and restart it, repeatedly", injectListenerKills, false},
+	{"processor-kill", "kill -9 one of three processors at random moments and restart it, repeatedly", injectProcessorKills, false},
+	{"nats-restart", "restart the NATS server (SIGTERM, file store kept)", injectNATSRestarts, false},
+	{"kafka-outage", "restart the Kafka broker (log kept) and freeze it (SIGSTOP) for a while", injectKafkaOutages, false},
+	{"dependency-faults", "STS throttles, Sources answers 503, RHSM times out, each for a while", injectDependencyFaults, false},
+	{"poison", "a poison corpus written into the event topic between the valid events", injectPoison, false},
+	{"sigterm-all", "SIGTERM the listener, the processors, Kafka and NATS at once mid-load, then start them again", injectSigtermAll, false},
+	{"nats-node-kill", "kill -9 a NATS server that does not lead the work stream (3 servers, R3) and restart it", injectNATSNodeKills, true},
+	{"nats-leader-kill", "kill -9 the NATS server that leads the work stream (3 servers, R3) and restart it", injectNATSLeaderKills, true},
 }
 
 // Run runs the chosen scenarios one after the other, each on a fresh
@@ -211,14 +221,14 @@ func injectProcessorKills(ctx context.Context, f *fault) error {
 
 func injectNATSRestarts(ctx context.Context, f *fault) error {
 	return f.spread(ctx, max(1, f.scale.Repeats/2), func(int) error {
-		if err := f.sys.terminate(natsProc(), 30*time.Second); err != nil {
+		if err := f.sys.terminate(natsProc(0), 30*time.Second); err != nil {
 			f.res.fail("NATS did not stop on SIGTERM: %v", err)
 		}
 		f.logf("NATS stopped (SIGTERM)")
 		if err := sleep(ctx, f.jitter(f.scale.Outage/3, f.scale.Outage)); err != nil {
 			return err
 		}
-		if err := f.sys.relaunch(natsProc()); err != nil {
+		if err := f.sys.relaunch(natsProc(0)); err != nil {
 			return err
 		}
 		f.logf("NATS restarted")
@@ -325,7 +335,7 @@ func injectSigtermAll(ctx context.Context, f *fault) error {
 	if err := f.at(ctx, 0.3+0.3*f.r.Float64()); err != nil {
 		return err
 	}
-	all := []proc{listenerProc(), kafkaProc(), natsProc()}
+	all := []proc{listenerProc(), kafkaProc(), natsProc(0)}
 	for i := 0; i < processors; i++ {
 		all = append(all, processorProc(i))
 	}
@@ -351,14 +361,14 @@ func injectSigtermAll(ctx context.Context, f *fault) error {
 		f.sys.mu.Lock()
 		r := p.get(f.sys.sys)
 		f.sys.mu.Unlock()
-		if err := r.Err(); err != nil && p.name != "kafka" && p.name != "nats" {
+		if err := r.Err(); err != nil && p.name != "kafka" && p.name != natsProc(0).name {
 			f.res.fail("%s exited with %v on SIGTERM", p.name, err)
 		}
 	}
 	if err := sleep(ctx, f.jitter(200*time.Millisecond, time.Second)); err != nil {
 		return err
 	}
-	for _, p := range []proc{kafkaProc(), natsProc()} {
+	for _, p := range []proc{kafkaProc(), natsProc(0)} {
 		if err := f.sys.relaunch(p); err != nil {
 			return err
 		}
@@ -405,8 +415,13 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 	defer os.RemoveAll(dataDir)
 
 	skips := &skipCounter{w: out}
-	progress("starting Kafka, NATS, the stand-ins, %d processors and the listener", processors)
-	sys, err := startSystem(ctx, o.BinDir, dataDir, skips, o.Env)
+	natsServers, env, nats := 1, o.Env, "NATS"
+	if sc.cluster {
+		natsServers, env = natsCluster, append(append([]string(nil), clusterEnv...), o.Env...)
+		nats = fmt.Sprintf("a cluster of %d NATS servers", natsCluster)
+	}
+	progress("starting Kafka, %s, the stand-ins, %d processors and the listener", nats, processors)
+	sys, err := startSystem(ctx, o.BinDir, dataDir, skips, natsServers, env)
 	if err != nil {
 		res.Err = fmt.Errorf("starting the system: %w", err)
 		return res
@@ -492,22 +507,37 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 }
 
 // settle waits until the listener has committed every event, the
-// processors have nothing pending, nothing is parked, and every source is
-// in its deserved state; it returns what was still missing at the
+// processors have nothing pending, nothing is parked, every stream has its
+// leader and all replicas current, and every source is in its deserved
+// state; it returns what was still missing at the
 // deadline, or "".
 func settle(ctx context.Context, in *inspector, model []*source, limit time.Duration) string {
+	return waitFor(ctx, limit, func(ctx context.Context) string { return notSettled(ctx, in, model) })
+}
+
+// waitFor checks cond every 250ms until it returns "" or limit passes,
+// and returns its last answer (what was still missing). Each check has 5s:
+// a request to a NATS server that has just restarted, before it has found
+// its cluster, gets no answer, and must not hold the wait to its end.
+func waitFor(ctx context.Context, limit time.Duration, cond func(context.Context) string) string {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	last := "not checked"
 	for {
-		why := notSettled(ctx, in, model)
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		why := cond(cctx)
+		ccancel()
 		if why == "" {
 			return ""
 		}
+		if ctx.Err() == nil { // an answer cut short by the deadline tells nothing
+			last = why
+		}
 		select {
 		case <-ctx.Done():
-			return why
+			return last
 		case <-tick.C:
 		}
 	}
@@ -532,6 +562,11 @@ func notSettled(ctx context.Context, in *inspector, model []*source) string {
 	}
 	if b != "" {
 		return b
+	}
+	if _, behind, err := clusterState(ctx, js); err != nil {
+		return "NATS cluster: " + err.Error()
+	} else if behind != "" {
+		return "NATS cluster: " + behind
 	}
 	apps, err := in.apps(ctx)
 	if err != nil {

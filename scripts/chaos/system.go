@@ -42,8 +42,15 @@ var programEnv = []string{
 	"SHUTDOWN_GRACE=5s",
 }
 
-// system is one scenario's processes: Kafka, NATS and the stand-ins (three
-// processes of bin/stack), three processors and the listener.
+// natsCluster is how many NATS servers the cluster scenarios run, and
+// clusterEnv puts Cloudoreg's streams and KV buckets on all of them.
+const natsCluster = 3
+
+var clusterEnv = []string{"WORK_REPLICAS=3", "KV_REPLICAS=3"}
+
+// system is one scenario's processes: Kafka, NATS (one server, or a process
+// per server of a cluster) and the stand-ins as processes of bin/stack,
+// three processors and the listener.
 type system struct {
 	sys *localrun.System
 	ctx context.Context
@@ -53,14 +60,15 @@ type system struct {
 	mu sync.Mutex // guards sys's process fields while a fault replaces one
 }
 
-func startSystem(ctx context.Context, binDir, dataDir string, out io.Writer, env []string) (*system, error) {
-	ports, err := localrun.FreePorts(processors)
+func startSystem(ctx context.Context, binDir, dataDir string, out io.Writer, natsServers int, env []string) (*system, error) {
+	ports, err := localrun.FreePorts(processors, natsServers)
 	if err != nil {
 		return nil, err
 	}
 	sys, err := localrun.Start(ctx, localrun.Options{
 		BinDir: binDir, Processors: processors, Out: out, LogFormat: "json",
 		Env: append(append([]string(nil), programEnv...), env...), Ports: &ports, Split: true, DataDir: dataDir,
+		NATSServers: natsServers,
 	})
 	s := &system{sys: sys, ctx: ctx, out: out, dir: dataDir}
 	if err != nil {
@@ -82,11 +90,7 @@ func (s *system) stop() []string {
 	if err := s.sys.Stop(30 * time.Second); err != nil {
 		problems = append(problems, err.Error())
 	}
-	all := append([]*supervise.Running{s.sys.Listener, s.sys.StandIns, s.sys.NATS, s.sys.Kafka}, s.sys.Processors...)
-	for _, r := range all {
-		if r == nil {
-			continue
-		}
+	for _, r := range s.sys.Processes() {
 		select {
 		case <-r.Done():
 			if err := r.Err(); err != nil {
@@ -138,11 +142,12 @@ func kafkaProc() proc {
 		(*localrun.System).KafkaProc}
 }
 
-func natsProc() proc {
-	return proc{"nats",
-		func(s *localrun.System) *supervise.Running { return s.NATS },
-		func(s *localrun.System, r *supervise.Running) { s.NATS = r },
-		(*localrun.System).NATSProc}
+// natsProc is NATS server i (from 0): the only one, or one of a cluster.
+func natsProc(i int) proc {
+	return proc{fmt.Sprintf("nats-%d", i+1),
+		func(s *localrun.System) *supervise.Running { return s.NATS[i] },
+		func(s *localrun.System, r *supervise.Running) { s.NATS[i] = r },
+		func(s *localrun.System) supervise.Proc { return s.NATSProc(i) }}
 }
 
 // kill sends SIGKILL to the process and waits for it to be reaped.
@@ -194,8 +199,7 @@ func (s *system) relaunch(p proc) error {
 func (s *system) exited() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	all := append([]*supervise.Running{s.sys.Listener, s.sys.Kafka, s.sys.NATS, s.sys.StandIns}, s.sys.Processors...)
-	for _, r := range all {
+	for _, r := range s.sys.Processes() {
 		select {
 		case <-r.Done():
 			return fmt.Sprintf("%s (pid %d): %v", r.Name, r.Pid(), r.Err())

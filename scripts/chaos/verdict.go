@@ -24,6 +24,7 @@ type Result struct {
 	// messages the harness wrote between them.
 	Events, Poison int
 	Sources        int // sources the workload created
+	Available      int // of those, how many ended available (and deserve it)
 	Ops            int // REST changes the workload made
 	// Lost counts what did not arrive: routed events missing from the work
 	// stream, status messages missing on either side of the status topic,
@@ -68,8 +69,8 @@ func (r *Result) Summary() string {
 	if r.Recovered {
 		rec = fmt.Sprintf("recovered in %.1fs", r.Recovery.Seconds())
 	}
-	return fmt.Sprintf("%-18s events %4d (+%d poison), sources %3d, lost %d, dup events %d, dup registrations %d, order violations %d, premature unavailable %d, dead letters %d, %s, %s: %s",
-		r.Scenario, r.Events, r.Poison, r.Sources, r.Lost, r.DupEvents, r.DupRegistrations, r.OrderViolations, r.Premature, r.DeadLetters, formatSkipped(r.Skipped), rec, verdict)
+	return fmt.Sprintf("%-18s events %4d (+%d poison), sources %3d (%3d available), lost %d, dup events %d, dup registrations %d, order violations %d, premature unavailable %d, dead letters %d, %s, %s: %s",
+		r.Scenario, r.Events, r.Poison, r.Sources, r.Available, r.Lost, r.DupEvents, r.DupRegistrations, r.OrderViolations, r.Premature, r.DeadLetters, formatSkipped(r.Skipped), rec, verdict)
 }
 
 func (r *Result) fail(format string, args ...any) {
@@ -354,6 +355,8 @@ func checkEndStates(r *Result, ev evidence, bySource map[string]*source) {
 			if !want.matches(app.Status, app.Error) {
 				r.Lost++
 				r.fail("source %s (%s) ended %q %q, deserves %s", s.ID, kindsOf(s), app.Status, app.Error, want)
+			} else if app.Status == status.Available {
+				r.Available++
 			}
 		}
 	}

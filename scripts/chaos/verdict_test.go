@@ -77,8 +77,8 @@ func addStatus(ev *evidence, offset int64, s status.Message, outcome string) {
 func TestVerdictHealthy(t *testing.T) {
 	var r Result
 	judge(&r, healthy())
-	if len(r.Failures) > 0 || r.Events != 4 || r.Sources != 2 {
-		t.Fatalf("a healthy record failed: events %d sources %d\n%s", r.Events, r.Sources, strings.Join(r.Failures, "\n"))
+	if len(r.Failures) > 0 || r.Events != 4 || r.Sources != 2 || r.Available != 1 {
+		t.Fatalf("a healthy record failed: events %d sources %d (%d available)\n%s", r.Events, r.Sources, r.Available, strings.Join(r.Failures, "\n"))
 	}
 }
 

@@ -22,27 +22,49 @@ import (
 // outgoing connection of another test can be given one between the pick
 // and the program's bind, nor while a killed program is away from it.
 func Ports(n int) ([]int, error) {
+	sizes := make([]int, n)
+	for i := range sizes {
+		sizes[i] = 1
+	}
+	return PortRuns(sizes...)
+}
+
+// PortRuns is Ports for runs of consecutive ports (the servers of a local
+// cluster, each on base+i): it returns the first port of a run of each size.
+func PortRuns(sizes ...int) ([]int, error) {
 	const lo, hi = 20000, 32768
-	nums := make([]int, 0, n)
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
 	}()
-	for tries := 0; len(nums) < n; tries++ {
-		if tries > 2000 {
-			return nil, fmt.Errorf("no %d free ports found in %d-%d", n, lo, hi-1)
+	// run holds size consecutive free ports open, or none.
+	run := func(p, size int) bool {
+		for q := p; q < p+size; q++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(q)))
+			if err != nil { // taken (also by one picked already, which is held open)
+				for _, held := range lns[len(lns)-(q-p):] {
+					_ = held.Close()
+				}
+				lns = lns[:len(lns)-(q-p)]
+				return false
+			}
+			lns = append(lns, ln)
 		}
-		p := lo + rand.IntN(hi-lo)
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue // taken (also by one picked already, which is held open)
-		}
-		lns = append(lns, ln)
-		nums = append(nums, p)
+		return true
 	}
-	return nums, nil
+	firsts := make([]int, 0, len(sizes))
+	for tries := 0; len(firsts) < len(sizes); tries++ {
+		if tries > 2000 {
+			return nil, fmt.Errorf("no free ports for runs of %v found in %d-%d", sizes, lo, hi-1)
+		}
+		size := sizes[len(firsts)]
+		if p := lo + rand.IntN(hi-lo-size+1); run(p, size) {
+			firsts = append(firsts, p)
+		}
+	}
+	return firsts, nil
 }
 
 // FreePorts is Ports for a test.

@@ -38,7 +38,7 @@ func main() {
 	flag.Parse()
 	var ports *localrun.Ports
 	if *free {
-		p, err := localrun.FreePorts(2)
+		p, err := localrun.FreePorts(2, 1)
 		if err != nil {
 			fail(err)
 		}

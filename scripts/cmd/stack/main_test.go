@@ -39,32 +39,45 @@ func command(t *testing.T, bin string, env ...string) (*exec.Cmd, *testkit.SyncB
 }
 
 // TestStack runs the program as a developer does, from a directory that is
-// not the repository: it starts (its STS trust table is built in) and stops
-// on SIGTERM with 0; with a port taken it prints the real error and exits
-// non-zero, without a panic.
+// not the repository: it starts (its STS trust table is built in), with one
+// NATS server or a cluster of three (STACK_NATS_CLUSTER=3, all listed in its
+// ready line), and stops on SIGTERM with 0; with a port taken it prints the
+// real error and exits non-zero, without a panic.
 func TestStack(t *testing.T) {
 	bin := build(t)
-	t.Run("runs from any directory", func(t *testing.T) {
-		cmd, out := command(t, bin)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(60 * time.Second)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for !strings.Contains(out.String(), "local stack ready") {
-			if time.Now().After(deadline) || strings.Contains(out.String(), "cannot start") {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("the stack did not start:\n%s", out.String())
+	for _, c := range []struct {
+		name    string
+		env     []string
+		servers int
+	}{
+		{"runs from any directory", nil, 1},
+		{"a NATS cluster", []string{"STACK_NATS_CLUSTER=3", "NATS_PORT=0", "STACK_NATS_ROUTE_PORT=0"}, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd, out := command(t, bin, c.env...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
 			}
-			<-tick.C
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("exit %v on SIGTERM:\n%s", err, out.String())
-		}
-	})
+			deadline := time.Now().Add(60 * time.Second)
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for !strings.Contains(out.String(), "local stack ready") {
+				if time.Now().After(deadline) || strings.Contains(out.String(), "cannot start") {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
+					t.Fatalf("the stack did not start:\n%s", out.String())
+				}
+				<-tick.C
+			}
+			if ready := readyLine(out.String()); strings.Count(ready, "nats://") != c.servers {
+				t.Errorf("want %d NATS servers in the ready line: %s", c.servers, ready)
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("exit %v on SIGTERM:\n%s", err, out.String())
+			}
+		})
+	}
 	t.Run("a port in use", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -85,4 +98,13 @@ func TestStack(t *testing.T) {
 			t.Errorf("it panicked:\n%s", text)
 		}
 	})
+}
+
+func readyLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "local stack ready") {
+			return l
+		}
+	}
+	return ""
 }

@@ -10,9 +10,14 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/cloudoreg/cloudoreg/scripts/internal/supervise"
+	"github.com/cloudoreg/cloudoreg/shared/backoff"
 	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
@@ -32,8 +37,11 @@ const host = "127.0.0.1"
 
 // Ports are where the stack and the programs listen, all on 127.0.0.1.
 type Ports struct {
-	Kafka, NATS, Sources, RHSM, STS int
-	ListenerMetrics                 int
+	Kafka, Sources, RHSM, STS int
+	// NATS and NATSRoute are the client and route ports of the first NATS
+	// server; server i of a cluster listens on NATS+i and NATSRoute+i.
+	NATS, NATSRoute int
+	ListenerMetrics int
 	// ProcessorMetrics[i] and ProcessorPrivate[i] are processor i's metrics
 	// port and availability-check port.
 	ProcessorMetrics, ProcessorPrivate []int
@@ -42,7 +50,7 @@ type Ports struct {
 // DocumentedPorts are the README's ports for a system of n processors
 // (what `make run` and `make demo` use).
 func DocumentedPorts(n int) Ports {
-	p := Ports{Kafka: 9092, NATS: 4222, Sources: 8000, RHSM: 8001, STS: 8002, ListenerMetrics: ListenerMetrics}
+	p := Ports{Kafka: 9092, NATS: 4222, NATSRoute: 6222, Sources: 8000, RHSM: 8001, STS: 8002, ListenerMetrics: ListenerMetrics}
 	for i := 0; i < n; i++ {
 		p.ProcessorMetrics = append(p.ProcessorMetrics, ProcessorMetricsBase+i)
 		p.ProcessorPrivate = append(p.ProcessorPrivate, ProcessorPrivateBase+i)
@@ -50,19 +58,24 @@ func DocumentedPorts(n int) Ports {
 	return p
 }
 
-// FreePorts picks ports that are free now for a system of n processors, so
-// that tests never collide with the documented ports a developer's `make run`
+// FreePorts picks ports that are free now for a system of n processors and
+// natsServers NATS servers (consecutive client and route ports), so that
+// tests never collide with the documented ports a developer's `make run`
 // holds. Ports are fixed for the life of the system: a restarted broker must
 // come back where its clients look for it (testkit.Ports says where they
 // are drawn from, and why).
-func FreePorts(n int) (Ports, error) {
-	nums, err := testkit.Ports(6 + 2*n)
+func FreePorts(n, natsServers int) (Ports, error) {
+	sizes := []int{1, max(1, natsServers), max(1, natsServers), 1, 1, 1, 1}
+	for i := 0; i < 2*n; i++ {
+		sizes = append(sizes, 1)
+	}
+	nums, err := testkit.PortRuns(sizes...)
 	if err != nil {
 		return Ports{}, err
 	}
 	return Ports{
-		Kafka: nums[0], NATS: nums[1], Sources: nums[2], RHSM: nums[3], STS: nums[4], ListenerMetrics: nums[5],
-		ProcessorMetrics: nums[6 : 6+n], ProcessorPrivate: nums[6+n:],
+		Kafka: nums[0], NATS: nums[1], NATSRoute: nums[2], Sources: nums[3], RHSM: nums[4], STS: nums[5], ListenerMetrics: nums[6],
+		ProcessorMetrics: nums[7 : 7+n], ProcessorPrivate: nums[7+n:],
 	}, nil
 }
 
@@ -76,9 +89,14 @@ type Options struct {
 	// Ports: nil means the documented ports.
 	Ports *Ports
 	// Split runs the stack as three processes (Kafka, NATS, the stand-ins)
-	// instead of one, so that a broker can be restarted on its own. Kafka
-	// keeps its log and NATS its JetStream store in DataDir across restarts.
+	// instead of one, so that a broker can be restarted on its own, and each
+	// server of a NATS cluster as a process of its own. Kafka keeps its log
+	// and NATS its JetStream store in DataDir across restarts.
 	Split bool
+	// NATSServers is how many NATS servers run, clustered on loopback
+	// (STACK_NATS_CLUSTER); 0 or 1: one server. The programs' NATS_URL lists
+	// them all.
+	NATSServers int
 	// DataDir is the stack's data directory (STACK_DATA_DIR); empty: each
 	// stack process uses a temporary one. Split needs it to keep data
 	// across broker restarts.
@@ -92,10 +110,12 @@ type System struct {
 	ports Ports
 	// Stack is the whole local stack (one process), unless Options.Split.
 	Stack *supervise.Running
-	// Kafka, NATS and StandIns are the stack's parts when Options.Split.
-	Kafka, NATS, StandIns *supervise.Running
-	Listener              *supervise.Running
-	Processors            []*supervise.Running
+	// Kafka, NATS and StandIns are the stack's parts when Options.Split,
+	// NATS one process per NATS server.
+	Kafka, StandIns *supervise.Running
+	NATS            []*supervise.Running
+	Listener        *supervise.Running
+	Processors      []*supervise.Running
 }
 
 // Start starts the stack, then the processors (they declare the work
@@ -115,8 +135,19 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		if s.Kafka, err = s.Launch(ctx, s.KafkaProc()); err != nil {
 			return s, err
 		}
-		if s.NATS, err = s.Launch(ctx, s.NATSProc()); err != nil {
-			return s, err
+		for i := 0; i < s.natsServers(); i++ {
+			r, err := s.Launch(ctx, s.NATSProc(i))
+			if r != nil {
+				s.NATS = append(s.NATS, r)
+			}
+			if err != nil {
+				return s, err
+			}
+		}
+		if s.natsServers() > 1 {
+			if err := awaitJetStream(ctx, s.NATSURL()); err != nil {
+				return s, err
+			}
 		}
 		if s.StandIns, err = s.Launch(ctx, s.StandInsProc()); err != nil {
 			return s, err
@@ -137,6 +168,36 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// awaitJetStream waits until the NATS servers at url answer JetStream
+// requests. Servers of a cluster elect their meta leader only once a quorum
+// of them has met, and a request sent before is lost: the processors' first
+// declarations would wait for their timeout.
+func awaitJetStream(ctx context.Context, url string) error {
+	nc, err := nats.Connect(url, nats.Name("cloudoreg-localrun"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var last error
+	policy := backoff.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond}
+	err = policy.Retry(ctx, func() error {
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		defer acancel()
+		_, err := js.AccountInfo(actx)
+		return err
+	}, func(_ int, err error) { last = err })
+	if err != nil {
+		return fmt.Errorf("the NATS cluster has no JetStream: %w", last)
+	}
+	return nil
 }
 
 // Launch starts p and waits (up to a minute) until it is ready. On a
@@ -163,8 +224,16 @@ func (s *System) Ports() Ports { return s.ports }
 // KafkaAddr is the broker's host:port.
 func (s *System) KafkaAddr() string { return addr(s.ports.Kafka) }
 
-// NATSURL is the NATS server's URL.
-func (s *System) NATSURL() string { return "nats://" + addr(s.ports.NATS) }
+// NATSURL lists the URL of every NATS server, comma-separated (NATS_URL).
+func (s *System) NATSURL() string {
+	urls := make([]string, s.natsServers())
+	for i := range urls {
+		urls[i] = "nats://" + addr(s.ports.NATS+i)
+	}
+	return strings.Join(urls, ",")
+}
+
+func (s *System) natsServers() int { return max(1, s.opts.NATSServers) }
 
 // SourcesURL is the base URL of the Sources stand-in.
 func (s *System) SourcesURL() string { return "http://" + addr(s.ports.Sources) }
@@ -189,6 +258,7 @@ func (s *System) stackEnv(extra ...string) []string {
 	p := s.ports
 	env := []string{
 		"KAFKA_PORT=" + strconv.Itoa(p.Kafka), "NATS_PORT=" + strconv.Itoa(p.NATS),
+		"STACK_NATS_ROUTE_PORT=" + strconv.Itoa(p.NATSRoute), "STACK_NATS_CLUSTER=" + strconv.Itoa(s.natsServers()),
 		"SOURCES_PORT=" + strconv.Itoa(p.Sources), "RHSM_PORT=" + strconv.Itoa(p.RHSM), "STS_PORT=" + strconv.Itoa(p.STS),
 		"KAFKA_BROKERS=" + s.KafkaAddr(),
 	}
@@ -224,12 +294,16 @@ func (s *System) KafkaProc() supervise.Proc {
 	}
 }
 
-// NATSProc is the stack's NATS server alone, keeping its store in DataDir.
-func (s *System) NATSProc() supervise.Proc {
+// NATSProc is the stack's NATS server i (from 0) alone, keeping its store
+// in DataDir: "nats", or "nats-<i+1>" of a cluster.
+func (s *System) NATSProc(i int) supervise.Proc {
+	name, env := "nats", s.stackEnv("STACK_SKIP_STANDINS=true", "STACK_EXTERNAL_KAFKA=true")
+	if s.natsServers() > 1 {
+		name, env = fmt.Sprintf("nats-%d", i+1), append(env, "STACK_NATS_NODE="+strconv.Itoa(i+1))
+	}
 	return supervise.Proc{
-		Name: "nats", Path: filepath.Join(s.opts.BinDir, "stack"),
-		Env:       s.stackEnv("STACK_SKIP_STANDINS=true", "STACK_EXTERNAL_KAFKA=true"),
-		ReadyAddr: addr(s.ports.NATS),
+		Name: name, Path: filepath.Join(s.opts.BinDir, "stack"), Env: env,
+		ReadyAddr: addr(s.ports.NATS + i),
 	}
 }
 
@@ -265,7 +339,7 @@ func (s *System) ProcessorProc(i int) supervise.Proc {
 // Exited is closed when any process exits.
 func (s *System) Exited() <-chan string {
 	ch := make(chan string, 1)
-	for _, r := range s.all() {
+	for _, r := range s.Processes() {
 		go func(r *supervise.Running) {
 			<-r.Done()
 			select {
@@ -277,11 +351,13 @@ func (s *System) Exited() <-chan string {
 	return ch
 }
 
-// all lists the processes in stopping order.
-func (s *System) all() []*supervise.Running {
+// Processes lists the running processes in stopping order.
+func (s *System) Processes() []*supervise.Running {
 	var rs []*supervise.Running
 	order := append([]*supervise.Running{s.Listener}, s.Processors...)
-	order = append(order, s.Stack, s.StandIns, s.NATS, s.Kafka)
+	order = append(order, s.Stack, s.StandIns)
+	order = append(order, s.NATS...)
+	order = append(order, s.Kafka)
 	for _, r := range order {
 		if r != nil {
 			rs = append(rs, r)
@@ -295,7 +371,7 @@ func (s *System) all() []*supervise.Running {
 // the brokers they use). A process that already exited is skipped.
 func (s *System) Stop(grace time.Duration) error {
 	var first error
-	for _, r := range s.all() {
+	for _, r := range s.Processes() {
 		select {
 		case <-r.Done():
 			continue
