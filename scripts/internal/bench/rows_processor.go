@@ -93,6 +93,25 @@ func (e *env) processors(ctx context.Context, name string, k int, extra ...strin
 	return ps, nil
 }
 
+// drain runs k processors until they finished n work messages, stops them,
+// and returns their rate and their external calls per message.
+func (e *env) drain(ctx context.Context, name string, k, n int) (float64, callCounts, error) {
+	ps, err := e.processors(ctx, name, k)
+	if err != nil {
+		return 0, callCounts{}, err
+	}
+	r, err := rate(ctx, float64(n), workCounter(ps, ""))
+	var c callCounts
+	if err == nil {
+		c, err = processorCalls(ps)
+	}
+	stopAll(ps)
+	if err != nil {
+		return 0, callCounts{}, err
+	}
+	return r, c.per(float64(n)), nil
+}
+
 func stopAll(ps []*proc) {
 	var wg sync.WaitGroup
 	for _, p := range ps {
@@ -268,20 +287,10 @@ func rowLatencyScaling(ctx context.Context, e *env) ([]Row, error) {
 		e.stack.RHSM.Faults().Clear()
 	}()
 	k := e.opts.Processors[len(e.opts.Processors)/2]
-	ps, err := e.processors(ctx, "processor-latency", k)
+	r, c, err := e.drain(ctx, "processor-latency", k, n)
 	if err != nil {
 		return nil, err
 	}
-	r, err := rate(ctx, float64(n), workCounter(ps, ""))
-	var c callCounts
-	if err == nil {
-		c, err = processorCalls(ps)
-	}
-	stopAll(ps)
-	if err != nil {
-		return nil, err
-	}
-	c = c.per(float64(n))
 	perReconcile := time.Duration(c.sources*float64(sourcesLatency) + c.sts*float64(stsLatency) + c.rhsm*float64(rhsmLatency))
 	ideal := float64(e.opts.Partitions) / perReconcile.Seconds()
 	spreadIdeal := float64(n) / (float64(busiest) * perReconcile.Seconds())
@@ -471,22 +480,12 @@ func rowPeriodic(ctx context.Context, e *env) ([]Row, error) {
 		return nil, err
 	}
 	k := e.opts.Processors[len(e.opts.Processors)/2]
-	ps, err := e.processors(ctx, "processor-hold", k)
+	createRate, create, err := e.drain(ctx, "processor-hold", k, n)
 	if err != nil {
 		return nil, err
 	}
-	createRate, err := rate(ctx, float64(n), workCounter(ps, ""))
-	var create callCounts
-	if err == nil {
-		create, err = processorCalls(ps)
-	}
-	stopAll(ps)
-	if err != nil {
-		return nil, err
-	}
-	create = create.per(float64(n))
 	start := time.Now()
-	ps, err = e.processors(ctx, "processor-periodic", k, "RECONCILE_EVERY="+e.opts.ReconcileEvery.String())
+	ps, err := e.processors(ctx, "processor-periodic", k, "RECONCILE_EVERY="+e.opts.ReconcileEvery.String())
 	if err != nil {
 		return nil, err
 	}
