@@ -167,10 +167,12 @@ func (f *fault) repeatEpisode(ctx context.Context, kv jetstream.KeyValue, target
 		f.res.fail("episode %d: sources %v never parked while STS throttled for %s: the scenario did not test parked retries", ep+1, unparked, f.scale.Settle)
 	}
 	healthy := time.Now()
-	if why := waitFor(ctx, f.scale.Settle, func(ctx context.Context) string { return f.notApplied(ctx, kv, targets) }); why != "" {
+	why := waitFor(ctx, f.scale.Settle, func(ctx context.Context) string { return f.notApplied(ctx, kv, targets) })
+	applied := fmt.Sprintf("changes applied %.1fs after the fault", time.Since(healthy).Seconds())
+	if why != "" {
 		f.res.fail("episode %d: the changes were not applied %s after the fault: %s", ep+1, f.scale.Settle, why)
+		applied = fmt.Sprintf("changes NOT applied %s after the fault", f.scale.Settle)
 	}
-	applied := time.Since(healthy)
 	after, err := f.parkCounts()
 	if err != nil {
 		return started, err
@@ -179,8 +181,8 @@ func (f *fault) repeatEpisode(ctx context.Context, kv jetstream.KeyValue, target
 	if d.parked < n || d.enqueued < n {
 		f.res.fail("episode %d: the processors parked %.0f and enqueued %.0f retries, fewer than the %d sources changed", ep+1, d.parked, d.enqueued, len(targets))
 	}
-	f.res.Figures = append(f.res.Figures, fmt.Sprintf("episode %d: %d of %d sources parked, changes applied %.1fs after the fault; processors parked %.0f, enqueued %.0f retries, %.0f duplicates",
-		ep+1, len(targets)-len(unparked), len(targets), applied.Seconds(), d.parked, d.enqueued, d.duplicates))
+	f.res.Figures = append(f.res.Figures, fmt.Sprintf("episode %d: %d of %d sources parked, %s; processors parked %.0f, enqueued %.0f retries, %.0f duplicates",
+		ep+1, len(targets)-len(unparked), len(targets), applied, d.parked, d.enqueued, d.duplicates))
 	return started, nil
 }
 
