@@ -21,6 +21,9 @@
 //     and KV buckets at R3, kill -9 a server that does not lead the work
 //     stream, and start it again;
 //  9. nats-leader-kill: the same for the server that leads the work stream.
+// 10. repeat-faults: STS throttles until sources changed meanwhile park,
+//     the retries apply the change, then the same sources are changed and
+//     parked again under a second fault, inside the duplicate window.
 //
 // Then it checks, from what the stand-ins recorded, the Kafka topics and
 // the JetStream streams, that nothing was lost or duplicated, that no
@@ -43,6 +46,7 @@ import (
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 )
 
 // Scale sets how big and long each scenario is.
@@ -52,12 +56,13 @@ type Scale struct {
 	Repeats  int           // how often a repeated fault (a kill) is injected
 	Outage   time.Duration // how long a dependency fault or a broker outage lasts
 	Settle   time.Duration // how long the system may take to recover
+	Apart    time.Duration // between the two fault episodes of repeat-faults
 }
 
 // Scales: Short runs inside `make test`, Full is `make chaos`.
 var (
-	Short = Scale{Sources: 24, Workload: 4 * time.Second, Repeats: 2, Outage: 1500 * time.Millisecond, Settle: 90 * time.Second}
-	Full  = Scale{Sources: 300, Workload: 25 * time.Second, Repeats: 6, Outage: 5 * time.Second, Settle: 3 * time.Minute}
+	Short = Scale{Sources: 24, Workload: 4 * time.Second, Repeats: 2, Outage: 1500 * time.Millisecond, Settle: 90 * time.Second, Apart: 2 * time.Second}
+	Full  = Scale{Sources: 300, Workload: 25 * time.Second, Repeats: 6, Outage: 5 * time.Second, Settle: 3 * time.Minute, Apart: 2 * time.Minute}
 )
 
 // Options configure a run.
@@ -103,6 +108,7 @@ var Scenarios = []Scenario{
 	{"sigterm-all", "SIGTERM the listener, the processors, Kafka and NATS at once mid-load, then start them again", injectSigtermAll, false},
 	{"nats-node-kill", "kill -9 a NATS server that does not lead the work stream (3 servers, R3) and restart it", injectNATSNodeKills, true},
 	{"nats-leader-kill", "kill -9 the NATS server that leads the work stream (3 servers, R3) and restart it", injectNATSLeaderKills, true},
+	{Name: "repeat-faults", Description: "STS throttles until the changed sources park, twice, the same sources changed again inside the duplicate window", inject: injectRepeatFaults},
 }
 
 // Run runs the chosen scenarios one after the other, each on a fresh
@@ -134,6 +140,8 @@ type fault struct {
 	scale Scale
 	start time.Time
 	res   *Result
+	drv   *driver   // the workload's, for an injector that changes sources itself
+	trust sts.Trust // the workload's trust table, which such an injector extends
 
 	mu     sync.Mutex
 	poison map[string]string
@@ -444,7 +452,7 @@ func RunScenario(ctx context.Context, o Options, index int, sc Scenario) (res *R
 		return res
 	}
 	drv := newDriver(sys.sys.SourcesURL())
-	f := &fault{sys: sys, r: rand.New(rand.NewPCG(o.Seed^0x9e3779b97f4a7c15, uint64(index))), scale: o.Scale, start: time.Now(), res: res}
+	f := &fault{sys: sys, r: rand.New(rand.NewPCG(o.Seed^0x9e3779b97f4a7c15, uint64(index))), scale: o.Scale, start: time.Now(), res: res, drv: drv, trust: p.Trust}
 	progress("workload of %d sources over %s, with: %s", o.Scale.Sources, o.Scale.Workload, sc.Description)
 	var wg sync.WaitGroup
 	var workErr, injectErr error
@@ -664,6 +672,9 @@ func Report(results []*Result, verbose bool) string {
 	var b strings.Builder
 	for _, r := range results {
 		fmt.Fprintln(&b, r.Summary())
+		for _, l := range r.Figures {
+			fmt.Fprintf(&b, "%-18s %s\n", "", l)
+		}
 	}
 	for _, r := range results {
 		if r.Passed() && !verbose {

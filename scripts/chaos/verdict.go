@@ -50,6 +50,7 @@ type Result struct {
 	Recovery  time.Duration
 	Recovered bool
 	Faults    []string // what was injected, when
+	Figures   []string // what a scenario measured of its own (printed under its summary)
 	Failures  []string // every invariant failure, readable
 	Err       error    // the harness itself failed
 }

@@ -274,12 +274,7 @@ func (d *driver) runLineage(ctx context.Context, l lineage) error {
 		case "recreate":
 			cur, err = d.create(ctx, l.Org, l.Name+"-re", s.Role, s.Role.Account)
 		case "patch":
-			err = d.write(ctx, http.MethodPatch, "/api/sources/v3.1/authentications/"+cur.AuthID, l.Org, patchBody(s.Role), http.StatusOK, nil)
-			if err == nil {
-				d.mu.Lock()
-				cur.Epochs = append(cur.Epochs, s.Role)
-				d.mu.Unlock()
-			}
+			err = d.patch(ctx, cur, s.Role)
 		case "pause", "unpause":
 			err = d.write(ctx, http.MethodPost, "/api/sources/v3.1/applications/"+cur.AppID+"/"+s.Do, l.Org, nil, http.StatusNoContent, nil)
 		case "check":
@@ -300,6 +295,18 @@ func (d *driver) runLineage(ctx context.Context, l lineage) error {
 		d.mu.Unlock()
 	}
 	return nil
+}
+
+// patch gives the source a new ARN and external id, as the customer does
+// in the console, and records it in the model.
+func (d *driver) patch(ctx context.Context, s *source, r role) error {
+	err := d.write(ctx, http.MethodPatch, "/api/sources/v3.1/authentications/"+s.AuthID, s.Org, patchBody(r), http.StatusOK, nil)
+	if err == nil {
+		d.mu.Lock()
+		s.Epochs = append(s.Epochs, r)
+		d.mu.Unlock()
+	}
+	return err
 }
 
 func patchBody(r role) map[string]any {

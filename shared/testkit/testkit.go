@@ -1,9 +1,10 @@
 // Package testkit holds the few helpers every test harness of Cloudoreg
 // needs: free loopback ports, a log buffer safe for many writers, reading
-// one metric, and waiting for a condition or an HTTP endpoint's status.
+// metrics, and waiting for a condition or an HTTP endpoint's status.
 package testkit
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,6 +114,32 @@ func Metric(t testing.TB, addr, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// SumMetric sums the samples named name at http://addr/metrics whose
+// labels include label (e.g. `kind="x"`; empty: every sample), for
+// harnesses that read a running program (no testing.TB at hand).
+func SumMetric(addr, name, label string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		series, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, label) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, sc.Err()
 }
 
 // AwaitHTTP polls url until it answers want; readiness changes have no

@@ -24,6 +24,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/scripts/internal/stack"
 	"github.com/cloudoreg/cloudoreg/shared/config"
 	"github.com/cloudoreg/cloudoreg/shared/kafka"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 	"github.com/cloudoreg/cloudoreg/shared/workstream"
 )
@@ -282,27 +283,7 @@ func (p *proc) peakRSS() (int64, error) {
 // metric sums the samples of the program's /metrics named name whose
 // labels include label (e.g. `kind="x"`; empty: every sample).
 func (p *proc) metric(name, label string) (float64, error) {
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		series, value, ok := strings.Cut(line, " ")
-		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, label) {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			return 0, err
-		}
-		sum += v
-	}
-	return sum, sc.Err()
+	return testkit.SumMetric(p.metrics, name, label)
 }
 
 // poll calls cond every interval until it is true, fails, or ctx ends.
