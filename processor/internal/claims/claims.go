@@ -191,28 +191,45 @@ func (s *Store) Account(ctx context.Context, orgID, sourceID string) (string, er
 	return held.AccountID, nil
 }
 
-// Claimed implements periodic.Claimed: the source, account and org of every
-// source that holds a claim.
+// Claimed implements periodic.Claimed. It reads the bucket in one
+// streamed pass (a watcher's initial values) rather than one request per
+// source: a sweep of 10,000 claims took minutes of round trips under load,
+// and every processor sweeps every tick. An old bare-account source value
+// takes its org from the account's claim, read in the same pass.
 func (s *Store) Claimed(ctx context.Context) ([]reconcile.Claim, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, sourceKey("*"))
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, failure.Transient("claims", err)
 	}
-	var ids []string
-	for k := range lister.Keys() {
-		if id, ok := strings.CutPrefix(k, sourceKey("")); ok {
-			ids = append(ids, id)
+	defer func() { _ = w.Stop() }()
+	sources := map[string][]byte{}
+	owners := map[string]reconcile.Claim{} // by AWS account
+	for e := range w.Updates() {
+		if e == nil {
+			break // the initial values are all there
+		}
+		if id, ok := strings.CutPrefix(e.Key(), sourceKey("")); ok {
+			sources[id] = e.Value()
+		} else if id, ok := strings.CutPrefix(e.Key(), accountKey("")); ok {
+			var owner reconcile.Claim
+			if json.Unmarshal(e.Value(), &owner) == nil {
+				owners[id] = owner
+			}
 		}
 	}
-	var out []reconcile.Claim
-	for _, id := range ids {
-		held, _, found, err := s.source(ctx, id)
-		if err != nil {
-			return nil, err
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]reconcile.Claim, 0, len(sources))
+	for id, v := range sources {
+		var c sourceClaim
+		if json.Unmarshal(v, &c) != nil {
+			c.AccountID = string(v)
+			if owner, ok := owners[c.AccountID]; ok && owner.SourceID == id {
+				c.OrgID = owner.OrgID
+			}
 		}
-		if found {
-			out = append(out, reconcile.Claim{SourceID: id, AccountID: held.AccountID, OrgID: held.OrgID})
-		}
+		out = append(out, reconcile.Claim{SourceID: id, AccountID: c.AccountID, OrgID: c.OrgID})
 	}
 	return out, nil
 }

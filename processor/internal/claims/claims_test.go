@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"encoding/json"
+
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
 )
 
@@ -194,11 +196,20 @@ func TestClaimedListsEverySourceWithItsOrg(t *testing.T) {
 	if err := s.Release(ctx, "o2", "2"); err != nil {
 		t.Fatal(err)
 	}
+	// A source value of the old format (the bare account) takes its org
+	// from the account's claim.
+	owner, _ := json.Marshal(reconcile.Claim{AccountID: "444444444444", SourceID: "4", OrgID: "o4"})
+	if _, err := s.kv.Put(ctx, accountKey("444444444444"), owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.kv.Put(ctx, sourceKey("4"), []byte("444444444444")); err != nil {
+		t.Fatal(err)
+	}
 	got, err := s.Claimed(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"1": "111111111111/o1", "3": "333333333333/o3"}
+	want := map[string]string{"1": "111111111111/o1", "3": "333333333333/o3", "4": "444444444444/o4"}
 	if len(got) != len(want) {
 		t.Fatalf("claimed %v, want %v", got, want)
 	}
