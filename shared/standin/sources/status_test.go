@@ -8,8 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"time"
+
 	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/status"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 // statusHeaders are the headers Cloudoreg writes: tenant, identity, type.
@@ -99,11 +102,21 @@ func TestStatusMessagesThatAreIgnoredOrRejected(t *testing.T) {
 	if err := e.srv.Await(awaitCtx(t), func(s Snapshot) bool { return len(s.StatusLog) == 6 }); err != nil {
 		t.Fatalf("Await: %v", err)
 	}
-	counts := e.srv.StatusCounts()
 	want := map[string]int{
 		OutcomeHealthcheck: 1, OutcomeUnknownTenant: 1, OutcomeNotFound: 1,
 		OutcomeUnsupportedResource: 1, OutcomeWrongEventType: 1, OutcomeNoTenant: 1,
 	}
+	// A message is counted just after its record joins the log.
+	testkit.Await(t, 10*time.Second, "the six messages counted", func() bool {
+		counts := e.srv.StatusCounts()
+		for k, v := range want {
+			if counts[k] < v {
+				return false
+			}
+		}
+		return true
+	})
+	counts := e.srv.StatusCounts()
 	for k, v := range want {
 		if counts[k] != v {
 			t.Errorf("count %s = %d, want %d (all: %v)", k, counts[k], v, counts)
@@ -213,24 +226,35 @@ func TestStatusOfUnknownTenantsIsNoWarning(t *testing.T) {
 	if n := e.srv.StatusCounts()[OutcomeUnknownTenant]; n != 3 {
 		t.Fatalf("%d messages counted as of unknown tenants, want 3", n)
 	}
-	var unknown, rejected int
-	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
-		var entry map[string]any
-		if err := json.Unmarshal([]byte(line), &entry); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		warns := entry["level"] == "warning" || entry["level"] == "error"
-		switch entry["outcome"] {
-		case OutcomeUnknownTenant:
-			unknown++
-			if warns {
-				t.Errorf("unknown tenant logged at %s: %s", entry["level"], line)
+	// A message is recorded before its log line is written: wait for the lines.
+	count := func() (unknown, rejected int, warned []string) {
+		for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+			var entry map[string]any
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
 			}
-		case OutcomeUnsupportedResource:
-			if warns {
-				rejected++
+			warns := entry["level"] == "warning" || entry["level"] == "error"
+			switch entry["outcome"] {
+			case OutcomeUnknownTenant:
+				unknown++
+				if warns {
+					warned = append(warned, line)
+				}
+			case OutcomeUnsupportedResource:
+				if warns {
+					rejected++
+				}
 			}
 		}
+		return unknown, rejected, warned
+	}
+	testkit.Await(t, 10*time.Second, "the log lines of the four messages", func() bool {
+		unknown, rejected, _ := count()
+		return unknown >= 3 && rejected >= 1
+	})
+	unknown, rejected, warned := count()
+	for _, line := range warned {
+		t.Errorf("unknown tenant logged as a warning: %s", line)
 	}
 	if unknown != 3 || rejected != 1 {
 		t.Fatalf("log lines: %d for unknown tenants (want 3), %d warnings for the rejected message (want 1)", unknown, rejected)
