@@ -21,7 +21,7 @@
 //     and KV buckets at R3, kill -9 a server that does not lead the work
 //     stream, and start it again;
 //  9. nats-leader-kill: the same for the server that leads the work stream.
-// 10. repeat-faults: STS throttles until sources changed meanwhile park,
+//  10. repeat-faults: STS throttles until sources changed meanwhile park,
 //     the retries apply the change, then the same sources are changed and
 //     parked again under a second fault, inside the duplicate window.
 //
