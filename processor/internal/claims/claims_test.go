@@ -6,34 +6,16 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"encoding/json"
 
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 func open(t *testing.T) *Store {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	_, js := testkit.JetStream(t, testkit.NATSServer(t))
 	s, err := Open(context.Background(), js, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -130,16 +130,7 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T, partitions int) *testEnv {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	e := &testEnv{t: t, ns: ns}
+	e := &testEnv{t: t, ns: testkit.NATSServer(t)}
 	js := e.connect()
 	if err := workstream.EnsureStreams(context.Background(), js, workstream.StreamSettings{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}); err != nil {
 		t.Fatal(err)

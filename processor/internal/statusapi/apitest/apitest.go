@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
@@ -58,22 +57,9 @@ func (m recordingMux) HandleFunc(pattern string, h func(http.ResponseWriter, *ht
 // Start runs the API with adminToken ("" turns admin access off).
 func Start(t testing.TB, adminToken string) *Env {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	_, js := testkit.JetStream(t, testkit.NATSServer(t))
 	ctx := context.Background()
+	var err error
 	settings := workstream.StreamSettings{Partitions: 4, Replicas: 1, MaxAge: time.Hour, Duplicates: 20 * time.Minute, DLQMaxAge: time.Hour}
 	if err := workstream.EnsureStreams(ctx, js, settings); err != nil {
 		t.Fatal(err)
