@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cloudoreg/cloudoreg/shared/config"
+	"github.com/cloudoreg/cloudoreg/shared/testkit"
 )
 
 // fakeLogs is CloudWatch Logs on loopback, speaking its JSON protocol
@@ -218,13 +219,7 @@ func TestCloudWatchRecreatesItsStream(t *testing.T) {
 
 func awaitMessages(t *testing.T, f *fakeLogs, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(f.messages(streamKey())) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("CloudWatch has %d entries, want %d", len(f.messages(streamKey())), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Await(t, 5*time.Second, fmt.Sprintf("%d entries at CloudWatch", n), func() bool { return len(f.messages(streamKey())) >= n })
 }
 
 // While CloudWatch does not answer, logging goes on at full speed: entries
