@@ -640,18 +640,12 @@ func collect(ctx context.Context, in *inspector, model []*source, poison map[str
 	if ev.regs, err = in.registrations(ctx); err != nil {
 		return ev, err
 	}
-	nc, js, err := in.connectNATS()
-	if err != nil {
-		return ev, err
-	}
-	defer nc.Close()
-	if ev.work, err = readStream(ctx, js, "CLOUDOREG_WORK"); err != nil {
-		return ev, err
-	}
-	if ev.dlq, err = readStream(ctx, js, "CLOUDOREG_DLQ"); err != nil {
-		return ev, err
-	}
-	return ev, nil
+	err = retryNATS(ctx, func(ctx context.Context) error {
+		var err error
+		ev.work, ev.dlq, err = readWorkStreams(ctx, in)
+		return err
+	})
+	return ev, err
 }
 
 // lockedWriter serialises the log writes of the harness and the processes.

@@ -228,6 +228,47 @@ func (in *inspector) connectNATS() (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
+// readWorkStreams reads the work and dead-letter streams on one connection.
+func readWorkStreams(ctx context.Context, in *inspector) (work, dlq []workMsg, err error) {
+	nc, js, err := in.connectNATS()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer nc.Close()
+	if work, err = readStream(ctx, js, "CLOUDOREG_WORK"); err != nil {
+		return nil, nil, err
+	}
+	if dlq, err = readStream(ctx, js, "CLOUDOREG_DLQ"); err != nil {
+		return nil, nil, err
+	}
+	return work, dlq, nil
+}
+
+// retryNATS runs read again while it fails for want of an answer. After a
+// NATS server restarts, a settled cluster may still, for a moment, have no
+// responder for a JetStream request (an ordered consumer being placed, a
+// leader elected again): that says nothing about the system under test,
+// and the harness must not report it as a failure. Any other error, or the
+// deadline, ends the retries.
+func retryNATS(ctx context.Context, read func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := read(actx)
+		cancel()
+		if err == nil || !noAnswer(err) || ctx.Err() != nil {
+			return err
+		}
+		if serr := sleep(ctx, 250*time.Millisecond); serr != nil {
+			return fmt.Errorf("%w (last answer: %w)", serr, err)
+		}
+	}
+}
+
+func noAnswer(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // readStream reads every message of a stream, in stream order.
 func readStream(ctx context.Context, js jetstream.JetStream, name string) ([]workMsg, error) {
 	st, err := js.Stream(ctx, name)

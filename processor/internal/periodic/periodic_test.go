@@ -51,46 +51,64 @@ func TestEachSourceComesDueOncePerPeriodSpreadOut(t *testing.T) {
 }
 
 // TestNoTurnIsMissedBySlowOrFailedSweeps: whatever the gaps between sweeps
-// (a sweep slower than a tick makes the ticker drop ticks) and whichever
-// sweeps fail, every turn that falls between the first sweep and the last
-// successful one is seen by a successful sweep.
+// (from a tick to the longest Pause, half a period) and whichever sweeps
+// fail, every turn that falls between the first sweep and the last
+// successful one is seen by the first successful sweep after it; when
+// failures kept the successful sweeps more than a period apart, that sweep
+// sees the source with its latest turn instead (one reconcile then stands
+// for the turns of the gap).
 func TestNoTurnIsMissedBySlowOrFailedSweeps(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	every := 10 * time.Minute
 	tick := Tick(every)
 	start := time.Unix(1_800_000_000, 0)
+	type sweep struct {
+		at, prev time.Time
+		due      map[string]int64 // source -> the period it was enqueued for
+	}
 	for run := 0; run < 50; run++ {
 		const sources = 300
-		seen := map[string]map[int64]bool{}
+		var sweeps []sweep
 		now, covered := start, time.Time{}
-		var firstOK, lastOK time.Time
 		for now.Before(start.Add(3 * every)) {
-			now = now.Add(tick * time.Duration(1+rng.IntN(6))) // up to 5 dropped ticks
+			gap := tick * time.Duration(1+rng.IntN(6))
+			if rng.IntN(5) == 0 { // a pause after a slow sweep
+				gap = Pause(tick, time.Duration(rng.Int64N(int64(every))), every)
+			}
+			now = now.Add(gap)
 			if rng.IntN(4) == 0 {
 				continue // this sweep failed: it covers nothing
 			}
+			sw := sweep{at: now, prev: covered, due: map[string]int64{}}
 			w := Window(now, covered, tick, every)
 			for i := 1; i <= sources; i++ {
 				id := strconv.Itoa(i)
 				if slot, due := Due(id, every, w, now); due {
-					if seen[id] == nil {
-						seen[id] = map[int64]bool{}
-					}
-					seen[id][slot] = true
+					sw.due[id] = slot
 				}
 			}
-			if firstOK.IsZero() {
-				firstOK = now
-			}
-			covered, lastOK = now, now
+			sweeps = append(sweeps, sw)
+			covered = now
 		}
+		if len(sweeps) < 2 {
+			continue
+		}
+		first, last := sweeps[0].at, sweeps[len(sweeps)-1].at
 		for i := 1; i <= sources; i++ {
 			id := strconv.Itoa(i)
-			// every turn of the source in (firstOK, lastOK] must have been seen
-			for turn := firstTurn(id, every, firstOK); !turn.After(lastOK); turn = turn.Add(every) {
+			for turn := firstTurn(id, every, first); !turn.After(last); turn = turn.Add(every) {
 				slot, _ := Due(id, every, time.Nanosecond, turn)
-				if !seen[id][slot] {
-					t.Fatalf("run %d: source %s's turn at %s (period %d) was missed", run, id, turn.Sub(start), slot)
+				k := 0
+				for sweeps[k].at.Before(turn) {
+					k++
+				}
+				sw := sweeps[k]
+				got, ok := sw.due[id]
+				switch {
+				case sw.at.Sub(sw.prev) <= every && (!ok || got != slot):
+					t.Fatalf("run %d: source %s's turn at %s (period %d) was missed by the sweep at %s", run, id, turn.Sub(start), slot, sw.at.Sub(start))
+				case !ok || got < slot:
+					t.Fatalf("run %d: source %s's turn at %s (period %d) was missed by the sweep at %s, after a gap of %s", run, id, turn.Sub(start), slot, sw.at.Sub(start), sw.at.Sub(sw.prev))
 				}
 			}
 		}
@@ -99,10 +117,28 @@ func TestNoTurnIsMissedBySlowOrFailedSweeps(t *testing.T) {
 
 // firstTurn is the source's first turn after t.
 func firstTurn(id string, every time.Duration, t time.Time) time.Time {
-	for d := time.Duration(0); d <= every; d += time.Second {
-		if _, due := Due(id, every, time.Second, t.Add(d)); due {
-			return t.Add(d).Truncate(time.Second)
+	off := offset(id, every)
+	slot := (t.UnixNano()-off)/int64(every) + 1
+	return time.Unix(0, slot*int64(every)+off)
+}
+
+// TestPauseBoundsTheSweepsShare: the pause after a sweep is at least a
+// tick, at most half a period, and otherwise nine times the sweep, so the
+// sweeps take at most a tenth of the time whatever their length.
+func TestPauseBoundsTheSweepsShare(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10_000 {
+		every := time.Duration(1+rng.Int64N(int64(48*time.Hour))) + 100*time.Millisecond
+		tick := Tick(every)
+		took := time.Duration(rng.Int64N(int64(every)))
+		p := Pause(tick, took, every)
+		switch {
+		case p > every/2:
+			t.Fatalf("every %s, sweep of %s: pause %s is longer than half a period", every, took, p)
+		case p < min(tick, every/2):
+			t.Fatalf("every %s, sweep of %s: pause %s is shorter than a tick (%s)", every, took, p, tick)
+		case p < every/2 && took > 0 && float64(took)/float64(took+p) > 0.1+1e-9:
+			t.Fatalf("every %s, sweep of %s: pause %s gives the sweeps %.0f %% of the time", every, took, p, 100*float64(took)/float64(took+p))
 		}
 	}
-	return t.Add(every)
 }

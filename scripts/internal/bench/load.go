@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,14 +18,25 @@ import (
 	"github.com/cloudoreg/cloudoreg/shared/standin/sts"
 )
 
-// benchOrg is the tenant of every event and source of the bench.
+// benchOrg is the tenant of the listener rows' events.
 const benchOrg = "7000001"
+
+// sourcesPerOrg is how many of the processor rows' sources share an org. An
+// org holds a few AWS sources, not thousands: re-verifying a held account
+// reads its org's RHSM listing, whose size is the org's number of accounts,
+// so one org holding every source of the bench would make each
+// re-verification read them all.
+const sourcesPerOrg = 10
+
+// orgOf is the org of the bench's i-th source.
+func orgOf(i int) string { return strconv.Itoa(7000001 + i/sourcesPerOrg) }
 
 // kafkaEvent is one event of the Sources event stream as the bench writes it.
 type kafkaEvent struct {
 	Type  string
 	Key   string // the source id, as Sources keys its events
 	Value []byte
+	Org   string // the tenant header (benchOrg when empty)
 }
 
 // ignoredTypes are event types Sources emits that Cloudoreg ignores, in
@@ -73,7 +85,7 @@ func appAuthEvent(i, app int) kafkaEvent {
 func unpauseEvent(s source) kafkaEvent {
 	src, _ := strconv.Atoi(s.ID)
 	app, _ := strconv.Atoi(s.AppID)
-	return kafkaEvent{Type: string(event.AppUnpause), Key: s.ID,
+	return kafkaEvent{Type: string(event.AppUnpause), Key: s.ID, Org: s.Org,
 		Value: payload(map[string]any{"id": app, "source_id": src, "application_type_id": 5})}
 }
 
@@ -83,9 +95,10 @@ func (e *env) producer(topic string) (*kgo.Client, error) {
 }
 
 func record(ev kafkaEvent) *kgo.Record {
+	org := cmp.Or(ev.Org, benchOrg)
 	return &kgo.Record{Key: []byte(ev.Key), Value: ev.Value, Headers: []kgo.RecordHeader{
 		{Key: event.HeaderEventType, Value: []byte(ev.Type)},
-		{Key: event.HeaderOrgID, Value: []byte(benchOrg)},
+		{Key: event.HeaderOrgID, Value: []byte(org)},
 		{Key: "encoding", Value: []byte("json")},
 	}}
 }
@@ -118,7 +131,7 @@ func (e *env) produce(ctx context.Context, topic string, n int, gen func(i int) 
 // source is one source created in the Sources stand-in: one cloud-meter
 // application with a cloud-meter-arn authentication, its own AWS account.
 type source struct {
-	ID, AppID, AuthID, Account string
+	ID, AppID, AuthID, Account, Org string
 }
 
 const benchExternalID = "cloudoreg-bench-external-id"
@@ -141,7 +154,7 @@ func (e *env) createSources(ctx context.Context, from, n int) ([]source, error) 
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			out[i], errs[i] = e.bulkCreate(ctx, fmt.Sprintf("bench-%d", from+i), role)
+			out[i], errs[i] = e.bulkCreate(ctx, fmt.Sprintf("bench-%d", from+i), role, orgOf(from+i))
 		})
 	}
 	wg.Wait()
@@ -149,7 +162,7 @@ func (e *env) createSources(ctx context.Context, from, n int) ([]source, error) 
 	return out, errors.Join(errs...)
 }
 
-func (e *env) bulkCreate(ctx context.Context, name, arn string) (source, error) {
+func (e *env) bulkCreate(ctx context.Context, name, arn, org string) (source, error) {
 	body, _ := json.Marshal(map[string]any{
 		"sources":      []any{map[string]any{"name": name, "source_type_name": "amazon"}},
 		"applications": []any{map[string]any{"source_name": name, "application_type_name": "cloud-meter"}},
@@ -163,7 +176,7 @@ func (e *env) bulkCreate(ctx context.Context, name, arn string) (source, error) 
 		return source{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(event.HeaderOrgID, benchOrg)
+	req.Header.Set(event.HeaderOrgID, org)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return source{}, err
@@ -173,5 +186,5 @@ func (e *env) bulkCreate(ctx context.Context, name, arn string) (source, error) 
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusCreated || len(got.Sources) != 1 || len(got.Applications) != 1 || len(got.Authentications) != 1 {
 		return source{}, fmt.Errorf("bulk_create %s: HTTP %d, %w", name, resp.StatusCode, err)
 	}
-	return source{ID: got.Sources[0].ID, AppID: got.Applications[0].ID, AuthID: got.Authentications[0].ID, Account: arn[13:25]}, nil
+	return source{ID: got.Sources[0].ID, AppID: got.Applications[0].ID, AuthID: got.Authentications[0].ID, Account: arn[13:25], Org: org}, nil
 }

@@ -54,7 +54,7 @@ func (e *env) enqueue(ctx context.Context, srcs []source) error {
 	futs := make([]jetstream.PubAckFuture, 0, len(srcs))
 	for i, s := range srcs {
 		m := work.Message{Kind: string(event.AppAuthCreate), SourceID: s.ID, ApplicationID: s.AppID, AuthenticationID: s.AuthID,
-			Tenant: event.Tenant{OrgID: benchOrg}, Origin: run + "/" + strconv.Itoa(i)}
+			Tenant: event.Tenant{OrgID: s.Org}, Origin: run + "/" + strconv.Itoa(i)}
 		f, err := e.js.PublishMsgAsync(workstream.NewMsg(m, m.Origin))
 		if err != nil {
 			return err
