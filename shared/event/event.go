@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 )
 
@@ -174,14 +173,19 @@ func optionalID(raw json.RawMessage) (string, bool) {
 	return s, true
 }
 
-var idPattern = regexp.MustCompile(`^[0-9]{1,19}$`)
-
 // ValidID reports whether s is a Sources id: a positive decimal integer. Such
 // an id is also a safe NATS subject token and KV key, which is why anything
-// else is refused rather than escaped.
+// else is refused rather than escaped. (A loop, not a regular expression: it
+// runs for every routed event, and the expression cost the listener 3 % of
+// its time.)
 func ValidID(s string) bool {
-	if !idPattern.MatchString(s) || s == "0" || s[0] == '0' {
+	if len(s) == 0 || len(s) > 19 || s[0] == '0' {
 		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
 	}
 	// Sources' ids are bigints. A 19-digit value above 2^63-1 is no id:
 	// Sources answers 400 for it, so the processor could only dead-letter

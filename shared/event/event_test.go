@@ -7,6 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"math/rand/v2"
+
+	"regexp"
+
+	"strconv"
 )
 
 // fixture is one example Kafka message of testdata/fixtures.
@@ -486,6 +492,35 @@ func TestValidID(t *testing.T) {
 		"9223372036854775808", "9999999999999999999"} { // beyond Sources' bigint ids
 		if ValidID(s) {
 			t.Errorf("ValidID(%q) = true", s)
+		}
+	}
+}
+
+// TestValidIDIsTheDefinition: on any string, ValidID agrees with the
+// definition it implements: 1 to 19 decimal digits, no leading zero, at
+// most 2^63-1.
+func TestValidIDIsTheDefinition(t *testing.T) {
+	definition := regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
+	want := func(s string) bool {
+		if !definition.MatchString(s) {
+			return false
+		}
+		_, err := strconv.ParseInt(s, 10, 64)
+		return err == nil
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	const alphabet = "0123456789-+. a\x00\n１"
+	for range 200_000 {
+		b := make([]byte, rng.IntN(22))
+		for i := range b {
+			if rng.IntN(8) == 0 {
+				b[i] = alphabet[rng.IntN(len(alphabet))]
+			} else {
+				b[i] = byte('0' + rng.IntN(10))
+			}
+		}
+		if s := string(b); ValidID(s) != want(s) {
+			t.Fatalf("ValidID(%q) = %v, the definition says %v", s, ValidID(s), want(s))
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/cloudoreg/cloudoreg/listener/internal/metrics"
@@ -92,37 +93,54 @@ func (h *Handler) Cleanup(s sarama.ConsumerGroupSession) error {
 // ConsumeClaim forwards one partition until the session ends.
 func (h *Handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
 	p := &partition{
-		h:        h,
-		sess:     s,
-		claim:    c,
-		label:    strconv.Itoa(int(c.Partition())),
-		tracker:  offsets.New(),
-		inflight: map[string]*job{},
-		results:  make(chan result, h.MaxInFlight+1),
-		audit:    auditLog{perSecond: h.EventLogRate},
+		h:          h,
+		sess:       s,
+		claim:      c,
+		lastMarked: h.Metrics.LastMarked.WithLabelValues(strconv.Itoa(int(c.Partition()))),
+		events:     map[eventOutcome]prometheus.Counter{},
+		tracker:    offsets.New(),
+		inflight:   map[string]*job{},
+		// Each in-flight job has one entry in acks or one in results, never
+		// both, so neither channel ever blocks its sender.
+		acks:    make(chan pending, h.MaxInFlight+1),
+		results: make(chan result, h.MaxInFlight+1),
+		audit:   auditLog{perSecond: h.EventLogRate},
 	}
+	go p.awaitAcks()
+	defer close(p.acks)
 	return p.run(s.Context())
 }
 
 type partition struct {
-	h        *Handler
-	sess     sarama.ConsumerGroupSession
-	claim    sarama.ConsumerGroupClaim
-	label    string
-	tracker  *offsets.Tracker
-	inflight map[string]*job // by source id
-	results  chan result
-	audit    auditLog
+	h          *Handler
+	sess       sarama.ConsumerGroupSession
+	claim      sarama.ConsumerGroupClaim
+	lastMarked prometheus.Gauge
+	events     map[eventOutcome]prometheus.Counter // resolved once each, not per event
+	tracker    *offsets.Tracker
+	inflight   map[string]*job // by source id
+	acks       chan pending    // publishes awaiting their ack, in publish order
+	results    chan result
+	audit      auditLog
 }
 
+type eventOutcome struct{ eventType, outcome, reason string }
+
 type job struct {
-	msg       *nats.Msg
-	offset    int64
-	eventType string
-	sourceID  string
-	started   time.Time
-	attempt   int
-	log       *logrus.Entry
+	msg           *nats.Msg
+	offset        int64
+	eventType     string
+	routed        bool // decided to route: the tenant and application are known
+	orgID         string
+	applicationID string
+	sourceID      string
+	started       time.Time
+	attempt       int
+}
+
+type pending struct {
+	fut jetstream.PubAckFuture
+	job *job
 }
 
 type result struct {
@@ -168,27 +186,26 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		return m.Headers[i].Key, m.Headers[i].Value
 	})
 	d := route.Decide(headers, m.Value, p.h.MaxValue)
+	j := &job{offset: m.Offset, eventType: d.EventType}
 	if d.Action == route.Ignore {
 		// Most of the stream: no log entry is built unless it is written.
-		p.h.Metrics.Events.WithLabelValues(route.MetricType(d.EventType), "ignored", "").Inc()
+		p.count(d.EventType, "ignored", "")
 		if p.h.Log.Logger.IsLevelEnabled(logrus.DebugLevel) {
-			eventLog(p.h.Log, m, d).Debug("event type ignored")
+			p.log(j).Debug("event type ignored")
 		}
 		p.finish(m.Offset)
 		return nil
 	}
-	log := eventLog(p.h.Log, m, d)
-	switch d.Action {
-	case route.Skip:
-		return p.skip(log, d.EventType, d.Reason, m.Offset)
+	if d.Action == route.Skip {
+		return p.skip(p.log(j), d.EventType, d.Reason, m.Offset)
 	}
-	log = log.WithFields(logrus.Fields{"org_id": d.Tenant.OrgID, "application_id": d.Event.ApplicationID})
-	sourceID, err := p.resolve(ctx, log, d)
+	j.routed, j.orgID, j.applicationID = true, d.Tenant.OrgID, d.Event.ApplicationID
+	sourceID, err := p.resolve(ctx, j, d)
 	switch {
 	case errors.Is(err, resolve.ErrUnresolvable):
-		return p.skip(log, d.EventType, route.ReasonUnresolvable, m.Offset)
+		return p.skip(p.log(j), d.EventType, route.ReasonUnresolvable, m.Offset)
 	case errors.Is(err, resolve.ErrRefused):
-		return p.skip(log.WithError(err), d.EventType, route.ReasonRefusedBySources, m.Offset)
+		return p.skip(p.log(j).WithError(err), d.EventType, route.ReasonRefusedBySources, m.Offset)
 	case err != nil:
 		return err
 	}
@@ -202,26 +219,45 @@ func (p *partition) take(ctx context.Context, m *sarama.ConsumerMessage) error {
 		Identity:         d.Identity,
 		Origin:           id,
 	}
-	msg := workstream.NewMsg(wm, id)
-	log = log.WithField("source_id", sourceID)
-	if !p.h.fits(msg) {
-		return p.skip(log, d.EventType, route.ReasonExceedsNATSLimits, m.Offset)
+	j.msg, j.sourceID = workstream.NewMsg(wm, id), sourceID
+	if !p.h.fits(j.msg) {
+		return p.skip(p.log(j), d.EventType, route.ReasonExceedsNATSLimits, m.Offset)
 	}
-	j := &job{msg: msg, offset: m.Offset, eventType: d.EventType, sourceID: sourceID, log: log}
 	if err := p.waitSlot(ctx, sourceID); err != nil {
 		return err
 	}
 	return p.publish(ctx, j)
 }
 
-// eventLog is the log entry of one event: its type and Kafka coordinates.
-func eventLog(base *logrus.Entry, m *sarama.ConsumerMessage, d route.Decision) *logrus.Entry {
-	return base.WithFields(logrus.Fields{
-		"event_type":      route.MetricType(d.EventType),
-		"kafka_topic":     m.Topic,
-		"kafka_partition": m.Partition,
-		"kafka_offset":    m.Offset,
-	})
+// log is the log entry of one event: its type and Kafka coordinates, and
+// what is known of its tenant, application and source. It is built only
+// when a line is written: during a backlog most events have none.
+func (p *partition) log(j *job) *logrus.Entry {
+	f := logrus.Fields{
+		"event_type":      route.MetricType(j.eventType),
+		"kafka_topic":     p.claim.Topic(),
+		"kafka_partition": p.claim.Partition(),
+		"kafka_offset":    j.offset,
+	}
+	if j.routed {
+		f["org_id"], f["application_id"] = j.orgID, j.applicationID
+	}
+	if j.sourceID != "" {
+		f["source_id"] = j.sourceID
+	}
+	return p.h.Log.WithFields(f)
+}
+
+// count adds one to the events counter of the event type, outcome and
+// reason, resolving its series once per partition rather than per event.
+func (p *partition) count(eventType, outcome, reason string) {
+	k := eventOutcome{route.MetricType(eventType), outcome, reason}
+	c, ok := p.events[k]
+	if !ok {
+		c = p.h.Metrics.Events.WithLabelValues(k.eventType, k.outcome, k.reason)
+		p.events[k] = c
+	}
+	c.Inc()
 }
 
 // fits reports whether the server can take msg: JetStream's header limit
@@ -264,7 +300,7 @@ func refusedForGood(err error) bool {
 }
 
 func (p *partition) skip(log *logrus.Entry, eventType, reason string, offset int64) error {
-	p.h.Metrics.Events.WithLabelValues(route.MetricType(eventType), "skipped", reason).Inc()
+	p.count(eventType, "skipped", reason)
 	log.WithField("reason", reason).Warn("event skipped: it cannot be processed")
 	p.finish(offset)
 	return nil
@@ -272,7 +308,7 @@ func (p *partition) skip(log *logrus.Entry, eventType, reason string, offset int
 
 // resolve finds the source id, retrying transient failures until it
 // succeeds, the event proves unresolvable or refused, or the session ends.
-func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Decision) (string, error) {
+func (p *partition) resolve(ctx context.Context, j *job, d route.Decision) (string, error) {
 	for attempt := 1; ; attempt++ {
 		id, via, err := p.h.Resolver.SourceID(ctx, d.Event, d.Tenant)
 		if err == nil {
@@ -287,7 +323,7 @@ func (p *partition) resolve(ctx context.Context, log *logrus.Entry, d route.Deci
 		}
 		p.h.Metrics.Retries.WithLabelValues("resolve").Inc()
 		p.h.Ready.Set(ops.CheckProgress, false, "resolving a source id keeps failing")
-		log.WithError(err).WithField("attempt", attempt).Warn("resolving the source id failed, retrying")
+		p.log(j).WithError(err).WithField("attempt", attempt).Warn("resolving the source id failed, retrying")
 		if err := backoff.Sleep(ctx, p.h.Backoff.Delay(attempt)); err != nil {
 			return "", err
 		}
@@ -319,7 +355,7 @@ func (p *partition) publish(ctx context.Context, j *job) error {
 		if err == nil {
 			p.inflight[j.sourceID] = j
 			p.h.Metrics.InFlight.Inc()
-			go await(fut, j, p.results)
+			p.acks <- pending{fut: fut, job: j}
 			return nil
 		}
 		if refusedForGood(err) {
@@ -331,19 +367,26 @@ func (p *partition) publish(ctx context.Context, j *job) error {
 	}
 }
 
-func await(fut jetstream.PubAckFuture, j *job, results chan<- result) {
-	select {
-	case a := <-fut.Ok():
-		results <- result{job: j, ack: a}
-	case err := <-fut.Err():
-		results <- result{job: j, err: err}
+// awaitAcks hands the publishes' outcomes back to the partition, in
+// publish order: one goroutine per partition instead of one per publish
+// (JetStream acknowledges one stream's publishes in order anyway, and a
+// future always ends, with its ack or the publish timeout). It stops when
+// the partition closes acks.
+func (p *partition) awaitAcks() {
+	for a := range p.acks {
+		select {
+		case ack := <-a.fut.Ok():
+			p.results <- result{job: a.job, ack: ack}
+		case err := <-a.fut.Err():
+			p.results <- result{job: a.job, err: err}
+		}
 	}
 }
 
 func (p *partition) retryWait(ctx context.Context, j *job, err error) error {
 	p.h.Metrics.Retries.WithLabelValues("nats").Inc()
 	p.h.Ready.Set(ops.CheckProgress, false, "publishing to JetStream keeps failing")
-	j.log.WithError(err).WithField("attempt", j.attempt).Warn("publish to JetStream failed, retrying")
+	p.log(j).WithError(err).WithField("attempt", j.attempt).Warn("publish to JetStream failed, retrying")
 	return backoff.Sleep(ctx, p.h.Backoff.Delay(j.attempt))
 }
 
@@ -375,7 +418,7 @@ func (p *partition) complete(ctx context.Context, r result) error {
 	write, held := p.audit.forwarded(time.Now(), j.offset)
 	p.logHeldBack(held)
 	if write {
-		j.log.WithFields(logrus.Fields{"nats_stream_seq": r.ack.Sequence, "duplicate": r.ack.Duplicate}).Info("event forwarded to the work stream")
+		p.log(j).WithFields(logrus.Fields{"nats_stream_seq": r.ack.Sequence, "duplicate": r.ack.Duplicate}).Info("event forwarded to the work stream")
 	} else {
 		p.h.Metrics.EventLogsHeld.Inc()
 	}
@@ -387,12 +430,12 @@ func (p *partition) complete(ctx context.Context, r result) error {
 // is in the stream, so a refused one is counted only as skipped.
 func (p *partition) acknowledged(j *job) {
 	p.h.Metrics.Published.Inc()
-	p.h.Metrics.Events.WithLabelValues(route.MetricType(j.eventType), "routed", "").Inc()
+	p.count(j.eventType, "routed", "")
 }
 
 // refused skips a job JetStream will never take.
 func (p *partition) refused(j *job, err error) error {
-	return p.skip(j.log.WithError(err), j.eventType, route.ReasonRefusedByNATS, j.offset)
+	return p.skip(p.log(j).WithError(err), j.eventType, route.ReasonRefusedByNATS, j.offset)
 }
 
 // finish marks offset done and marks the Kafka offset if it advanced.
@@ -401,7 +444,7 @@ func (p *partition) finish(offset int64) {
 	if advanced {
 		p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), next, "")
 		p.h.Metrics.Commits.Inc()
-		p.h.Metrics.LastMarked.WithLabelValues(p.label).Set(float64(next))
+		p.lastMarked.Set(float64(next))
 	}
 }
 
