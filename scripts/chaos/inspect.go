@@ -252,7 +252,7 @@ func readWorkStreams(ctx context.Context, in *inspector) (work, dlq []workMsg, e
 // deadline, ends the retries.
 func retryNATS(ctx context.Context, read func(context.Context) error) error {
 	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second) // a request without an answer ends here, leaving time for another
 		err := read(actx)
 		cancel()
 		if err == nil || !noAnswer(err) || ctx.Err() != nil {
@@ -266,7 +266,7 @@ func retryNATS(ctx context.Context, read func(context.Context) error) error {
 
 func noAnswer(err error) bool {
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+		errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // readStream reads every message of a stream, in stream order.

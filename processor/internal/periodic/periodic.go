@@ -88,9 +88,8 @@ func (s *Sweeper) Run(ctx context.Context) {
 
 // Pause is how long a sweeper waits after a sweep whose listing of the
 // claims took took: a tick, or nine times the listing when that is longer,
-// so that listing takes at most a tenth of a processor's time however many
-// claims there are (with a fixed tick, 10,000 claims on a busy machine left
-// the processors little time for the reconciles themselves); at most half
+// so that listing, which streams the whole claims bucket, takes at most a
+// tenth of a processor's time however many claims there are; at most half
 // a period, so a very slow listing still comes round twice a period.
 // Enqueueing the due reconciles is not counted: it is work each turn needs
 // once, whatever the pace of the sweeps. Window makes the longer gaps miss
