@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,7 +20,7 @@ import (
 const banner = `
 Cloudoreg is running. Create a source (it becomes available within seconds):
 
-  curl -s -X POST http://127.0.0.1:8000/api/sources/v3.1/bulk_create \
+  curl -s -X POST {sources}/api/sources/v3.1/bulk_create \
     -H 'Content-Type: application/json' -H 'x-rh-sources-org-id: 1234567' \
     -d '{"sources":[{"name":"my-aws","source_type_name":"amazon"}],
          "applications":[{"source_name":"my-aws","application_type_name":"cloud-meter"}],
@@ -28,12 +30,12 @@ Cloudoreg is running. Create a source (it becomes available within seconds):
 
 Then see what the customer sees, and what RHSM holds:
 
-  curl -s -H 'x-rh-sources-org-id: 1234567' http://127.0.0.1:8000/api/sources/v3.1/sources
-  curl -s -H 'X-RhsmApi-AccountID: 1234567' http://127.0.0.1:8001/management/v1/cloud_access_providers/enabled
+  curl -s -H 'x-rh-sources-org-id: 1234567' {sources}/api/sources/v3.1/sources
+  curl -s -H 'X-RhsmApi-AccountID: 1234567' {rhsm}/management/v1/cloud_access_providers/enabled
 
 and what Cloudoreg did (the first source created is 1001):
 
-  CLOUDOREG_ADMIN_TOKEN=%s %s/cloudoregctl status 1001
+  {ctl} status 1001
 
 Press Ctrl-C to stop.
 `
@@ -61,7 +63,12 @@ func main() {
 		_ = sys.Stop(10 * time.Second)
 		os.Exit(1)
 	}
-	fmt.Printf(banner, token, *bin)
+	ctl := "CLOUDOREG_ADMIN_TOKEN=" + token
+	if api := sys.Ports().ProcessorPrivate; len(api) > 0 && api[0] != localrun.ProcessorPrivateBase {
+		ctl += fmt.Sprintf(" CLOUDOREG_API_URL=http://127.0.0.1:%d", api[0])
+	}
+	fmt.Print(strings.NewReplacer("{sources}", sys.SourcesURL(), "{rhsm}", sys.RHSMBaseURL(),
+		"{ctl}", ctl+" "+filepath.Join(*bin, "cloudoregctl")).Replace(banner))
 	code := 0
 	select {
 	case <-ctx.Done():

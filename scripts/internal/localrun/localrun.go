@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -47,15 +48,98 @@ type Ports struct {
 	ProcessorMetrics, ProcessorPrivate []int
 }
 
-// DocumentedPorts are the README's ports for a system of n processors
-// (what `make run` and `make demo` use).
-func DocumentedPorts(n int) Ports {
-	p := Ports{Kafka: 9092, NATS: 4222, NATSRoute: 6222, Sources: 8000, RHSM: 8001, STS: 8002, ListenerMetrics: ListenerMetrics}
-	for i := 0; i < n; i++ {
-		p.ProcessorMetrics = append(p.ProcessorMetrics, ProcessorMetricsBase+i)
-		p.ProcessorPrivate = append(p.ProcessorPrivate, ProcessorPrivateBase+i)
+// PortVars are the environment variables that move the ports of `make
+// run` and `make demo`, with the README's values. The stack's are those
+// bin/stack reads itself; processor i listens on the processors' ports + i.
+var PortVars = []struct {
+	Name    string
+	Default int
+}{
+	{"KAFKA_PORT", 9092}, {"NATS_PORT", 4222}, {"STACK_NATS_ROUTE_PORT", 6222},
+	{"SOURCES_PORT", 8000}, {"RHSM_PORT", 8001}, {"STS_PORT", 8002},
+	{"LISTENER_METRICS_PORT", ListenerMetrics},
+	{"PROCESSOR_METRICS_PORT", ProcessorMetricsBase}, {"PROCESSOR_PRIVATE_PORT", ProcessorPrivateBase},
+}
+
+// PortsFromEnv are the ports of a system of n processors: the README's,
+// each moved by its variable of PortVars when getenv gives one.
+func PortsFromEnv(n int, getenv func(string) string) (Ports, error) {
+	v := map[string]int{}
+	for _, pv := range PortVars {
+		v[pv.Name] = pv.Default
+		raw := getenv(pv.Name)
+		if raw == "" {
+			continue
+		}
+		port, err := strconv.Atoi(raw)
+		if err != nil || port < 1 || port > 65535 {
+			return Ports{}, fmt.Errorf("%s=%q is not a port (1 to 65535)", pv.Name, raw)
+		}
+		v[pv.Name] = port
 	}
-	return p
+	p := Ports{
+		Kafka: v["KAFKA_PORT"], NATS: v["NATS_PORT"], NATSRoute: v["STACK_NATS_ROUTE_PORT"],
+		Sources: v["SOURCES_PORT"], RHSM: v["RHSM_PORT"], STS: v["STS_PORT"], ListenerMetrics: v["LISTENER_METRICS_PORT"],
+	}
+	for i := 0; i < n; i++ {
+		p.ProcessorMetrics = append(p.ProcessorMetrics, v["PROCESSOR_METRICS_PORT"]+i)
+		p.ProcessorPrivate = append(p.ProcessorPrivate, v["PROCESSOR_PRIVATE_PORT"]+i)
+	}
+	return p, nil
+}
+
+// usedPort is one port of a system: what listens on it, and the variable
+// that moves it.
+type usedPort struct {
+	port       int
+	what, knob string
+}
+
+func (p Ports) used(natsServers int) []usedPort {
+	out := []usedPort{
+		{p.Kafka, "Kafka", "KAFKA_PORT"}, {p.Sources, "the Sources stand-in", "SOURCES_PORT"},
+		{p.RHSM, "the RHSM stand-in", "RHSM_PORT"}, {p.STS, "the STS stand-in", "STS_PORT"},
+		{p.ListenerMetrics, "the listener's metrics", "LISTENER_METRICS_PORT"},
+	}
+	for i := 0; i < natsServers; i++ {
+		out = append(out, usedPort{p.NATS + i, fmt.Sprintf("NATS server %d", i+1), "NATS_PORT"})
+		if natsServers > 1 {
+			out = append(out, usedPort{p.NATSRoute + i, fmt.Sprintf("NATS server %d's routes", i+1), "STACK_NATS_ROUTE_PORT"})
+		}
+	}
+	for i := range p.ProcessorMetrics {
+		out = append(out, usedPort{p.ProcessorMetrics[i], fmt.Sprintf("processor %d's metrics", i+1), "PROCESSOR_METRICS_PORT"})
+	}
+	for i := range p.ProcessorPrivate {
+		out = append(out, usedPort{p.ProcessorPrivate[i], fmt.Sprintf("processor %d's status API", i+1), "PROCESSOR_PRIVATE_PORT"})
+	}
+	return out
+}
+
+// checkFree fails, naming each port, when two parts share a port or a
+// port is taken already. Checked before anything starts: a part that
+// cannot bind would otherwise look ready while another program (an earlier
+// `make run`) answers on its port.
+func checkFree(ports []usedPort) error {
+	var problems []string
+	seen := map[int]usedPort{}
+	for _, u := range ports {
+		if o, dup := seen[u.port]; dup {
+			problems = append(problems, fmt.Sprintf("port %d is given to both %s (%s) and %s (%s)", u.port, o.what, o.knob, u.what, u.knob))
+			continue
+		}
+		seen[u.port] = u
+		l, err := net.Listen("tcp", addr(u.port))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("port %d, for %s, is in use (%s moves it)", u.port, u.what, u.knob))
+			continue
+		}
+		_ = l.Close()
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("cannot start on 127.0.0.1 (is another `make run` running?):\n  %s", strings.Join(problems, "\n  "))
 }
 
 // FreePorts picks ports that are free now for a system of n processors and
@@ -86,7 +170,8 @@ type Options struct {
 	Out        io.Writer
 	LogFormat  string   // text (readable) or json
 	Env        []string // added to every program's environment
-	// Ports: nil means the documented ports.
+	// Ports: nil means the README's, each moved by its variable of PortVars
+	// (PortsFromEnv with the process's environment).
 	Ports *Ports
 	// Split runs the stack as three processes (Kafka, NATS, the stand-ins)
 	// instead of one, so that a broker can be restarted on its own, and each
@@ -122,15 +207,18 @@ type System struct {
 // stream), then the listener, waiting for each to be ready.
 func Start(ctx context.Context, o Options) (*System, error) {
 	s := &System{opts: o}
+	var err error
 	if o.Ports != nil {
 		s.ports = *o.Ports
-	} else {
-		s.ports = DocumentedPorts(o.Processors)
+	} else if s.ports, err = PortsFromEnv(o.Processors, os.Getenv); err != nil {
+		return s, err
 	}
 	if len(s.ports.ProcessorMetrics) < o.Processors || len(s.ports.ProcessorPrivate) < o.Processors {
 		return s, fmt.Errorf("ports for %d processors, not %d", len(s.ports.ProcessorMetrics), o.Processors)
 	}
-	var err error
+	if err := checkFree(s.ports.used(s.natsServers())); err != nil {
+		return s, err
+	}
 	if o.Split {
 		if s.Kafka, err = s.Launch(ctx, s.KafkaProc()); err != nil {
 			return s, err
