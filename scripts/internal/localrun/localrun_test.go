@@ -125,28 +125,13 @@ func clonePorts(p Ports) Ports {
 
 // setPort gives the part u names the port.
 func setPort(p *Ports, u usedPort, port int) {
-	switch u.port {
-	case p.Kafka:
-		p.Kafka = port
-	case p.NATS:
-		p.NATS = port
-	case p.Sources:
-		p.Sources = port
-	case p.RHSM:
-		p.RHSM = port
-	case p.STS:
-		p.STS = port
-	case p.ListenerMetrics:
-		p.ListenerMetrics = port
-	}
+	fields := []*int{&p.Kafka, &p.NATS, &p.NATSRoute, &p.Sources, &p.RHSM, &p.STS, &p.ListenerMetrics}
 	for i := range p.ProcessorMetrics {
-		if p.ProcessorMetrics[i] == u.port {
-			p.ProcessorMetrics[i] = port
-		}
+		fields = append(fields, &p.ProcessorMetrics[i], &p.ProcessorPrivate[i])
 	}
-	for i := range p.ProcessorPrivate {
-		if p.ProcessorPrivate[i] == u.port {
-			p.ProcessorPrivate[i] = port
+	for _, f := range fields {
+		if *f == u.port {
+			*f = port
 		}
 	}
 }
