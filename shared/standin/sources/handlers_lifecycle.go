@@ -154,16 +154,26 @@ func (s *Server) pauseSource(pause bool) tenantHandler {
 	}
 }
 
-// deleteSource removes everything first and raises the destroy events after,
-// so a consumer that reacts to them already gets 404 from REST.
-func (s *Server) deleteSource(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+// remove deletes what the path's id names with del, in one update of the
+// store, then raises the destroy events of everything del removed.
+func (s *Server) remove(w http.ResponseWriter, r *http.Request, rc reqCtx, del func(st *state, id int64, gone *removed) error) {
 	id, err := pathID(r)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
 	var gone removed
-	err = s.store.update(func(st *state) error {
+	if err := s.store.update(func(st *state) error { return del(st, id, &gone) }); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.commit(w, rc, gone.destroyEvents(), http.StatusNoContent, nil)
+}
+
+// deleteSource removes everything first and raises the destroy events after,
+// so a consumer that reacts to them already gets 404 from REST.
+func (s *Server) deleteSource(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	s.remove(w, r, rc, func(st *state, id int64, gone *removed) error {
 		src, ok := st.source(rc.tenant.id, id)
 		if !ok {
 			return notFound("source")
@@ -174,63 +184,36 @@ func (s *Server) deleteSource(w http.ResponseWriter, r *http.Request, rc reqCtx)
 				appIDs = append(appIDs, aid)
 			}
 		}
-		st.removeApps(rc.tenant.id, appIDs, &gone)
+		st.removeApps(rc.tenant.id, appIDs, gone)
 		gone.sources = append(gone.sources, src.clone())
 		delete(st.sources, id)
 		st.removeAuths(rc.tenant.id, func(a *Authentication) bool {
 			return a.SourceID == id || (a.ResourceType == resourceSource && a.ResourceID == id)
-		}, &gone)
+		}, gone)
 		return nil
 	})
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	s.commit(w, rc, gone.destroyEvents(), http.StatusNoContent, nil)
 }
 
 func (s *Server) deleteApplication(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	var gone removed
-	err = s.store.update(func(st *state) error {
+	s.remove(w, r, rc, func(st *state, id int64, gone *removed) error {
 		if _, ok := st.app(rc.tenant.id, id); !ok {
 			return notFound("application")
 		}
-		st.removeApps(rc.tenant.id, []int64{id}, &gone)
+		st.removeApps(rc.tenant.id, []int64{id}, gone)
 		return nil
 	})
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	s.commit(w, rc, gone.destroyEvents(), http.StatusNoContent, nil)
 }
 
 // deleteAuthentication raises only Authentication.destroy: in the real
 // service the links disappear by the database's cascade, without events.
 func (s *Server) deleteAuthentication(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	var gone removed
-	err = s.store.update(func(st *state) error {
+	s.remove(w, r, rc, func(st *state, id int64, gone *removed) error {
 		if _, ok := st.auth(rc.tenant.id, id); !ok {
 			return notFound("authentication")
 		}
-		st.removeAuths(rc.tenant.id, func(a *Authentication) bool { return a.ID == id }, &gone)
+		st.removeAuths(rc.tenant.id, func(a *Authentication) bool { return a.ID == id }, gone)
 		return nil
 	})
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	s.commit(w, rc, gone.destroyEvents(), http.StatusNoContent, nil)
 }
 
 // deleteLink removes only the link and raises only
@@ -238,13 +221,7 @@ func (s *Server) deleteAuthentication(w http.ResponseWriter, r *http.Request, rc
 // its resource_type/resource_id, so GET /applications/{id}/authentications
 // still lists it: only the link table tells that it is no longer attached.
 func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	var gone removed
-	err = s.store.update(func(st *state) error {
+	s.remove(w, r, rc, func(st *state, id int64, gone *removed) error {
 		l, ok := st.link(rc.tenant.id, id)
 		if !ok {
 			return notFound("application authentication")
@@ -253,11 +230,6 @@ func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 		delete(st.links, id)
 		return nil
 	})
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	s.commit(w, rc, gone.destroyEvents(), http.StatusNoContent, nil)
 }
 
 // availabilityTimeout is how long the real service waits for an application

@@ -3,6 +3,7 @@ package sources
 import (
 	"net/http"
 	"slices"
+	"strings"
 )
 
 func (s *Server) listSources(w http.ResponseWriter, r *http.Request, rc reqCtx) {
@@ -62,28 +63,10 @@ func (s *Server) listSourceApplications(w http.ResponseWriter, r *http.Request, 
 }
 
 func (s *Server) listSourceAuthentications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	var items []map[string]any
-	var ok bool
-	s.store.read(func(st *state) {
-		if _, ok = st.source(rc.tenant.id, id); !ok {
-			return
-		}
-		for _, v := range st.listAuths(rc.tenant.id, func(a *Authentication) bool {
-			return a.ResourceType == resourceSource && a.ResourceID == id
-		}) {
-			items = append(items, authenticationJSON(v))
-		}
+	s.listResourceAuthentications(w, r, rc, resourceSource, func(st *state, id int64) bool {
+		_, ok := st.source(rc.tenant.id, id)
+		return ok
 	})
-	if !ok {
-		writeErr(w, notFound("source"))
-		return
-	}
-	writeCollection(w, r, items)
 }
 
 func (s *Server) listApplications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
@@ -122,6 +105,16 @@ func (s *Server) getApplication(w http.ResponseWriter, r *http.Request, rc reqCt
 // listApplicationAuthentications lists the authentications whose resource is
 // the application, as the real service does (not the links).
 func (s *Server) listApplicationAuthentications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+	s.listResourceAuthentications(w, r, rc, resourceApplication, func(st *state, id int64) bool {
+		_, ok := st.app(rc.tenant.id, id)
+		return ok
+	})
+}
+
+// listResourceAuthentications lists the authentications whose resource is
+// the path's resource of type resourceType, or 404 when exists says it is
+// not there.
+func (s *Server) listResourceAuthentications(w http.ResponseWriter, r *http.Request, rc reqCtx, resourceType string, exists func(st *state, id int64) bool) {
 	id, err := pathID(r)
 	if err != nil {
 		writeErr(w, err)
@@ -130,17 +123,17 @@ func (s *Server) listApplicationAuthentications(w http.ResponseWriter, r *http.R
 	var items []map[string]any
 	var ok bool
 	s.store.read(func(st *state) {
-		if _, ok = st.app(rc.tenant.id, id); !ok {
+		if ok = exists(st, id); !ok {
 			return
 		}
 		for _, v := range st.listAuths(rc.tenant.id, func(a *Authentication) bool {
-			return a.ResourceType == resourceApplication && a.ResourceID == id
+			return a.ResourceType == resourceType && a.ResourceID == id
 		}) {
 			items = append(items, authenticationJSON(v))
 		}
 	})
 	if !ok {
-		writeErr(w, notFound("application"))
+		writeErr(w, notFound(strings.ToLower(resourceType)))
 		return
 	}
 	writeCollection(w, r, items)
