@@ -79,6 +79,11 @@ func TestIndependentKafkaClient(t *testing.T) {
 	testkit.Await(t, waitLimit, "the poison event counted as skipped", func() bool {
 		return testkit.Metric(t, s.listener.opsAddr(), `cloudoreg_listener_events_total{event_type="ApplicationAuthentication.create",outcome="skipped",reason="bad_payload"}`) == 1
 	})
+	// The second status answers kcat's event: the stand-in's and kcat's
+	// creates are the only ones the listener forwarded.
+	if n := testkit.Metric(t, s.listener.opsAddr(), `cloudoreg_listener_events_total{event_type="ApplicationAuthentication.create",outcome="routed",reason=""}`); n != 2 {
+		t.Errorf("the listener forwarded %v ApplicationAuthentication.create events, want 2 (the stand-in's and kcat's)", n)
+	}
 }
 
 // checkStatusMessage checks one status message against what Sources reads.
