@@ -17,26 +17,8 @@ func (s *Server) listSources(w http.ResponseWriter, r *http.Request, rc reqCtx) 
 }
 
 func (s *Server) getSource(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	var (
-		v  Source
-		ok bool
-	)
-	s.store.read(func(st *state) {
-		var p *Source
-		if p, ok = st.source(rc.tenant.id, id); ok {
-			v = p.clone()
-		}
-	})
-	if !ok {
-		writeErr(w, notFound("source"))
-		return
-	}
-	writeJSON(w, http.StatusOK, sourceJSON(v))
+	v, err := findByID(s, r, "source", func(st *state, id int64) (*Source, bool) { return st.source(rc.tenant.id, id) }, Source.clone)
+	writeFound(w, v, err, sourceJSON)
 }
 
 func (s *Server) listSourceApplications(w http.ResponseWriter, r *http.Request, rc reqCtx) {
@@ -80,26 +62,8 @@ func (s *Server) listApplications(w http.ResponseWriter, r *http.Request, rc req
 }
 
 func (s *Server) getApplication(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	var (
-		v  Application
-		ok bool
-	)
-	s.store.read(func(st *state) {
-		var p *Application
-		if p, ok = st.app(rc.tenant.id, id); ok {
-			v = p.clone()
-		}
-	})
-	if !ok {
-		writeErr(w, notFound("application"))
-		return
-	}
-	writeJSON(w, http.StatusOK, applicationJSON(v))
+	v, err := findByID(s, r, "application", func(st *state, id int64) (*Application, bool) { return st.app(rc.tenant.id, id) }, Application.clone)
+	writeFound(w, v, err, applicationJSON)
 }
 
 // listApplicationAuthentications lists the authentications whose resource is
@@ -151,32 +115,42 @@ func (s *Server) listAuthentications(w http.ResponseWriter, r *http.Request, rc 
 
 func (s *Server) getAuthentication(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	v, err := s.findAuthentication(r, rc)
+	writeFound(w, v, err, authenticationJSON)
+}
+
+func (s *Server) findAuthentication(r *http.Request, rc reqCtx) (Authentication, error) {
+	return findByID(s, r, "authentication", func(st *state, id int64) (*Authentication, bool) { return st.auth(rc.tenant.id, id) }, Authentication.clone)
+}
+
+// findByID copies out of the store the resource the path's id names (get
+// finds it under the store's lock, clone copies what it shares), or
+// returns a 404 naming it.
+func findByID[T any](s *Server, r *http.Request, name string, get func(st *state, id int64) (*T, bool), clone func(T) T) (T, error) {
+	var v T
+	id, err := pathID(r)
+	if err != nil {
+		return v, err
+	}
+	ok := false
+	s.store.read(func(st *state) {
+		var p *T
+		if p, ok = get(st, id); ok {
+			v = clone(*p)
+		}
+	})
+	if !ok {
+		return v, notFound(name)
+	}
+	return v, nil
+}
+
+// writeFound answers what findByID found, or its error.
+func writeFound[T any](w http.ResponseWriter, v T, err error, render func(T) map[string]any) {
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, authenticationJSON(v))
-}
-
-func (s *Server) findAuthentication(r *http.Request, rc reqCtx) (Authentication, error) {
-	id, err := pathID(r)
-	if err != nil {
-		return Authentication{}, err
-	}
-	var (
-		v  Authentication
-		ok bool
-	)
-	s.store.read(func(st *state) {
-		var p *Authentication
-		if p, ok = st.auth(rc.tenant.id, id); ok {
-			v = p.clone()
-		}
-	})
-	if !ok {
-		return Authentication{}, notFound("authentication")
-	}
-	return v, nil
+	writeJSON(w, http.StatusOK, render(v))
 }
 
 // internalGetAuthentication is the only way to read a secret: it needs the
@@ -211,26 +185,9 @@ func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 }
 
 func (s *Server) getLink(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	var (
-		v  ApplicationAuthentication
-		ok bool
-	)
-	s.store.read(func(st *state) {
-		var p *ApplicationAuthentication
-		if p, ok = st.link(rc.tenant.id, id); ok {
-			v = *p
-		}
-	})
-	if !ok {
-		writeErr(w, notFound("application authentication"))
-		return
-	}
-	writeJSON(w, http.StatusOK, linkJSON(v))
+	v, err := findByID(s, r, "application authentication", func(st *state, id int64) (*ApplicationAuthentication, bool) { return st.link(rc.tenant.id, id) },
+		func(l ApplicationAuthentication) ApplicationAuthentication { return l })
+	writeFound(w, v, err, linkJSON)
 }
 
 func (s *Server) listApplicationTypes(w http.ResponseWriter, r *http.Request) {
