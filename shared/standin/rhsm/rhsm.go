@@ -32,8 +32,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
 	"github.com/sirupsen/logrus"
+
+	"github.com/cloudoreg/cloudoreg/shared/standin/faults"
+	"github.com/cloudoreg/cloudoreg/shared/standin/httpstatus"
 )
 
 // DefaultPrefix is the public base path of the RHSM management API.
@@ -247,9 +249,9 @@ func (s *Server) record(next http.Handler) http.Handler {
 			SourceID: r.URL.Query().Get("sourceID"),
 			Time:     s.opts.Now(),
 		}
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &httpstatus.Recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
-		c.Status = rec.status
+		c.Status = rec.Status
 		s.mu.Lock()
 		s.calls = append(s.calls, *c)
 		if limit := s.opts.MaxCalls; limit > 0 && len(s.calls) > limit {
@@ -271,27 +273,6 @@ func callOf(r *http.Request) *Call {
 	}
 	return &Call{}
 }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // serveAPI routes an API request (after faults).
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {

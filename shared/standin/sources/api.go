@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloudoreg/cloudoreg/shared/event"
+	"github.com/cloudoreg/cloudoreg/shared/standin/httpstatus"
 )
 
 // Path prefixes of the two APIs.
@@ -85,39 +86,20 @@ func (l *callLog) list() []Call {
 	return append([]Call(nil), l.calls...)
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
 // recordCalls logs every request that reaches the API, faulted ones
 // included, so a test sees what its client really did.
 func (s *Server) recordCalls(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &httpstatus.Recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		t, _ := event.ResolveTenant(r.Header.Get(event.HeaderOrgID), r.Header.Get(event.HeaderAccount), r.Header.Get(event.HeaderIdentity))
-		if rec.status == 0 {
-			rec.status = http.StatusOK
+		if rec.Status == 0 {
+			rec.Status = http.StatusOK
 		}
 		s.calls.add(Call{
 			Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 			OrgID: t.OrgID, AccountNumber: t.AccountNumber,
-			Status: rec.status, Time: time.Now().UTC(),
+			Status: rec.Status, Time: time.Now().UTC(),
 		})
 	})
 }
