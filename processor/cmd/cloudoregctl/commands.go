@@ -14,13 +14,7 @@ import (
 func (c *cli) status(id string) int {
 	var s statusapi.SourceResponse
 	raw, err := c.call(http.MethodGet, "/sources/"+url.PathEscape(id), nil, &s)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printJSON(raw)
-	}
-	return c.table(func(tw *tabwriter.Writer) {
+	return c.answer(raw, err, func(tw *tabwriter.Writer) {
 		row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 		row("source", s.SourceID)
 		row("org", dash(s.OrgID))
@@ -76,14 +70,9 @@ func (c *cli) reconcile(id string) int {
 	}
 	var r statusapi.ReconcileResponse
 	raw, err := c.call(http.MethodPost, "/sources/"+url.PathEscape(id)+"/reconcile", q, &r)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printJSON(raw)
-	}
-	fmt.Fprintf(c.out, "reconcile of source %s (org %s) enqueued; `cloudoregctl status %s` shows the outcome\n", r.SourceID, r.OrgID, r.SourceID)
-	return exitOK
+	return c.answer(raw, err, func(tw *tabwriter.Writer) {
+		fmt.Fprintf(tw, "reconcile of source %s (org %s) enqueued; `cloudoregctl status %s` shows the outcome\n", r.SourceID, r.OrgID, r.SourceID)
+	})
 }
 
 // allDeadLetters walks every page.
@@ -131,13 +120,7 @@ func (c *cli) dlqShow(arg string) int {
 	}
 	var d statusapi.DeadLetterResponse
 	raw, err := c.call(http.MethodGet, "/dead-letters/"+strconv.FormatUint(seq, 10), nil, &d)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printJSON(raw)
-	}
-	return c.table(func(tw *tabwriter.Writer) {
+	return c.answer(raw, err, func(tw *tabwriter.Writer) {
 		row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 		row("seq", strconv.FormatUint(d.Seq, 10))
 		row("source", dash(d.SourceID))
@@ -178,14 +161,9 @@ func (c *cli) dlqReplay(arg string) int {
 		return c.usage("a dead letter's sequence is a positive number")
 	}
 	r, raw, err := c.replayOne(seq)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printJSON(raw)
-	}
-	fmt.Fprintf(c.out, "dead letter %d replayed as work %d%s\n", r.Seq, r.WorkSeq, duplicateNote(r.Duplicate))
-	return exitOK
+	return c.answer(raw, err, func(tw *tabwriter.Writer) {
+		fmt.Fprintf(tw, "dead letter %d replayed as work %d%s\n", r.Seq, r.WorkSeq, duplicateNote(r.Duplicate))
+	})
 }
 
 func duplicateNote(dup bool) string {
@@ -237,30 +215,19 @@ func (c *cli) dlqPurge() int {
 	}
 	var p statusapi.PurgeResponse
 	raw, err := c.call(http.MethodDelete, "/dead-letters", url.Values{"older_than": {c.olderThan}}, &p)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printJSON(raw)
-	}
-	fmt.Fprintf(c.out, "%d dead letters older than %s purged\n", p.Purged, c.olderThan)
-	return exitOK
+	return c.answer(raw, err, func(tw *tabwriter.Writer) {
+		fmt.Fprintf(tw, "%d dead letters older than %s purged\n", p.Purged, c.olderThan)
+	})
 }
 
 func (c *cli) parkedList() int {
 	var p statusapi.ParkedResponse
 	raw, err := c.call(http.MethodGet, "/parked", nil, &p)
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printJSON(raw)
-	}
-	if len(p.Parked) == 0 {
-		fmt.Fprintln(c.out, "no parked retries")
-		return exitOK
-	}
-	return c.table(func(tw *tabwriter.Writer) {
+	return c.answer(raw, err, func(tw *tabwriter.Writer) {
+		if len(p.Parked) == 0 {
+			fmt.Fprintln(tw, "no parked retries")
+			return
+		}
 		fmt.Fprintln(tw, "SOURCE\tORG\tEVENT\tATTEMPTS\tDUE\tFAILING SINCE")
 		for _, e := range p.Parked {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.SourceID, dash(e.OrgID), dash(e.EventType), e.Attempts, ts(e.Due), ts(e.FirstFailure))

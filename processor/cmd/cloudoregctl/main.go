@@ -207,6 +207,18 @@ func (c *cli) printJSON(raw []byte) int {
 	return exitOK
 }
 
+// answer prints a call's outcome: its error, the raw JSON with --json, else
+// the table write makes.
+func (c *cli) answer(raw []byte, err error, write func(tw *tabwriter.Writer)) int {
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		return c.printJSON(raw)
+	}
+	return c.table(write)
+}
+
 func (c *cli) table(write func(tw *tabwriter.Writer)) int {
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	write(tw)

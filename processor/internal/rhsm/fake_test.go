@@ -1,14 +1,13 @@
 package rhsm
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
-
-	"bytes"
 
 	standin "github.com/cloudoreg/cloudoreg/shared/standin/rhsm"
 )
