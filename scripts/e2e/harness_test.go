@@ -327,6 +327,15 @@ func (h *harness) awaitStatus(appID string) sources.Application {
 	})
 }
 
+// awaitCounted waits until a processor has counted work of kind that ended
+// in state. Use it for outcomes that leave the record alone (other_org, or
+// not_ours after Cloudoreg's own work), which awaitOutcome cannot see.
+func (h *harness) awaitCounted(kind, state string) {
+	h.t.Helper()
+	key := fmt.Sprintf(`cloudoreg_processor_work_total{code="",kind=%q,state=%q}`, kind, state)
+	opsAwait(h.t, h.processors[0].OpsAddr(), "a "+state+" outcome of "+kind, func(s opsScrape) bool { return s.value(key) >= 1 })
+}
+
 // awaitOutcome waits for the processor's outcome record of a source (the KV
 // record an operator reads) to satisfy pred, by watching the key.
 func (h *harness) awaitOutcome(sourceID string, pred func(map[string]any) bool) map[string]any {

@@ -171,8 +171,12 @@ func TestDestroyBeforeCreate(t *testing.T) {
 		c := h.createSource(sourceSpec{org: orgA, name: "gone", arn: roleTrusted, externalID: demoExternal})
 		h.rest(http.MethodDelete, "/api/sources/v3.1/sources/"+c.SourceID, orgA, nil, http.StatusNoContent, nil)
 		h.startProcessor(0, h.privatePorts[0])
-		// The cascade ends with Authentication.destroy, which finds nothing left.
-		h.awaitOutcome(c.SourceID, func(r map[string]any) bool { return r["last_event"] == "Authentication.destroy" })
+		// The cascade ends with Authentication.destroy, which finds nothing
+		// left; the record keeps the removal before it.
+		h.awaitCounted("Authentication.destroy", "not_ours")
+		if r := h.awaitOutcome(c.SourceID, func(r map[string]any) bool { return r["state"] == "removed" }); r["last_event"] != "Source.destroy" {
+			t.Errorf("the outcome record is %v, want the removal by Source.destroy", r)
+		}
 		if regs := h.registrations(orgA); len(regs) != 0 {
 			t.Errorf("RHSM holds %v for a source that is gone", regs)
 		}

@@ -33,6 +33,11 @@ func TestWrongTenantChangesNothingOfAnotherOrg(t *testing.T) {
 		if got := h.statuses(c.AppID); !slices.Equal(got, []string{"available "}) {
 			t.Errorf("%s: statuses %v", when, got)
 		}
+		// The wrong tenant's work changed nothing, so it did not replace
+		// org A's outcome record: the status API still shows it to org A.
+		if r := h.awaitOutcome(c.SourceID, func(map[string]any) bool { return true }); r["org_id"] != orgA || r["state"] != "available" {
+			t.Errorf("%s: outcome record %v", when, r)
+		}
 	}
 	for _, ev := range []string{"Source.destroy", "Application.destroy", "Authentication.update"} {
 		payload := fmt.Sprintf(`{"id":%s,"source_id":%s}`, c.SourceID, c.SourceID)
@@ -40,7 +45,7 @@ func TestWrongTenantChangesNothingOfAnotherOrg(t *testing.T) {
 			payload = fmt.Sprintf(`{"id":%s,"source_id":%s}`, c.AppID, c.SourceID)
 		}
 		h.produceEvent(orgB, ev, payload)
-		h.awaitOutcome(c.SourceID, func(r map[string]any) bool { return r["last_event"] == ev && r["state"] == "other_org" })
+		h.awaitCounted(ev, "other_org")
 		wantOwned("after a wrong-tenant " + ev)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/internal/api/cloudigrade/v1/availability_status", h.privatePorts[0])
@@ -54,7 +59,7 @@ func TestWrongTenantChangesNothingOfAnotherOrg(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("check: HTTP %d", resp.StatusCode)
 	}
-	h.awaitOutcome(c.SourceID, func(r map[string]any) bool { return r["last_event"] == "Cloudoreg.check" && r["state"] == "other_org" })
+	h.awaitCounted("Cloudoreg.check", "other_org")
 	wantOwned("after a wrong-tenant check")
 	// The customer moves the source to another AWS account.
 	h.rest(http.MethodPatch, "/api/sources/v3.1/authentications/"+c.AuthID, orgA, map[string]any{"username": roleOpen}, http.StatusOK, nil)

@@ -81,9 +81,11 @@ func (s *parkStore) Clear(_ context.Context, sourceID string) {
 	s.cleared = append(s.cleared, sourceID)
 }
 
-// outcomeStore is an in-memory Outcomes; Put fails with err when set.
+// outcomeStore is an in-memory Outcomes; Put fails with err, Get with
+// getErr, when set.
 type outcomeStore struct {
 	err     error
+	getErr  error
 	records map[string]outcomes.Record
 	gets    int
 }
@@ -92,6 +94,9 @@ func newOutcomeStore() *outcomeStore { return &outcomeStore{records: map[string]
 
 func (s *outcomeStore) Get(_ context.Context, id string) (outcomes.Record, error) {
 	s.gets++
+	if s.getErr != nil {
+		return outcomes.Record{}, s.getErr
+	}
 	r, ok := s.records[id]
 	if !ok {
 		return r, outcomes.ErrNotFound

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,8 +23,10 @@ type Outcomes interface {
 // Record writes the source's outcome record for work that ended somewhere
 // (not for work handed back), so an operator can ask what happened to a
 // source. A periodic reconcile's outcome is first compared with the record
-// it replaces and what it repaired is counted on repairs. A failed write is
-// logged: the work itself is done.
+// it replaces and what it repaired is counted on repairs. Work that changed
+// nothing of the source does not replace the record of what Cloudoreg did
+// (see replaces).
+// A failed read or write is logged: the work itself is done.
 func Record(store Outcomes, repairs *prometheus.CounterVec, log *logrus.Entry) Wrapper {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m work.Message) (reconcile.Outcome, error) {
@@ -33,6 +36,12 @@ func Record(store Outcomes, repairs *prometheus.CounterVec, log *logrus.Entry) W
 			}
 			if err == nil && m.Kind == work.KindReconcile && o.State != reconcile.StateParked {
 				countRepairs(ctx, store, repairs, log, m.SourceID, o)
+			}
+			if ok, rerr := replaces(ctx, store, m.SourceID, o.State); !ok {
+				if rerr != nil {
+					log.WithError(rerr).Warn("reading the outcome record failed: not replaced")
+				}
+				return o, err
 			}
 			r := outcomes.Record{
 				OrgID: m.Tenant.OrgID, State: string(o.State), Code: string(o.Code), Reason: o.Reason,
@@ -45,6 +54,34 @@ func Record(store Outcomes, repairs *prometheus.CounterVec, log *logrus.Entry) W
 			return o, err
 		}
 	}
+}
+
+// replaces says whether an outcome in state s may replace the source's
+// record, so that a reconcile that changed nothing cannot hide what
+// Cloudoreg last did for the source:
+//   - other_org: the work's tenant does not own the source; the record, and
+//     the org that may read it through the status API, stay the owner's;
+//   - not_ours: an event that does not concern the cloud-meter application
+//     (another application's credential destroyed, the credential of a
+//     source already removed) keeps an available, unavailable, removed or
+//     paused record; it is recorded for a source without one, or whose
+//     record said only that work was in progress (retrying, dead-lettered).
+func replaces(ctx context.Context, store Outcomes, sourceID string, s reconcile.State) (bool, error) {
+	switch s {
+	case reconcile.StateOtherOrg:
+		return false, nil
+	case reconcile.StateNotOurs:
+		prev, err := store.Get(ctx, sourceID)
+		if errors.Is(err, outcomes.ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		prevState := reconcile.State(prev.State)
+		return prevState == reconcile.StateParked || prevState == reconcile.StateDeadLettered, nil
+	}
+	return true, nil
 }
 
 // countRepairs counts what a periodic reconcile repaired, by comparing its
