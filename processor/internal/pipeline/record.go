@@ -25,8 +25,7 @@ type Outcomes interface {
 // source. A periodic reconcile's outcome is first compared with the record
 // it replaces and what it repaired is counted on repairs. Work that changed
 // nothing of the source does not replace the record of what Cloudoreg did
-// (see replaces).
-// A failed read or write is logged: the work itself is done.
+// (see replaces). A failed read or write is logged: the work itself is done.
 func Record(store Outcomes, repairs *prometheus.CounterVec, log *logrus.Entry) Wrapper {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m work.Message) (reconcile.Outcome, error) {
@@ -34,13 +33,20 @@ func Record(store Outcomes, repairs *prometheus.CounterVec, log *logrus.Entry) W
 			if handedBack(ctx) || o.State == "" {
 				return o, err
 			}
-			if err == nil && m.Kind == work.KindReconcile && o.State != reconcile.StateParked {
-				countRepairs(ctx, store, repairs, log, m.SourceID, o)
+			periodic := err == nil && m.Kind == work.KindReconcile && o.State != reconcile.StateParked
+			var prev outcomes.Record
+			var gerr error
+			if periodic || o.State == reconcile.StateNotOurs {
+				prev, gerr = store.Get(ctx, m.SourceID)
 			}
-			if ok, rerr := replaces(ctx, store, m.SourceID, o.State); !ok {
-				if rerr != nil {
-					log.WithError(rerr).Warn("reading the outcome record failed: not replaced")
-				}
+			if periodic {
+				countRepairs(repairs, log, prev, o) // an unreadable record counts as none
+			}
+			if o.State == reconcile.StateNotOurs && gerr != nil && !errors.Is(gerr, outcomes.ErrNotFound) {
+				log.WithError(gerr).Warn("reading the outcome record failed: not replaced")
+				return o, err
+			}
+			if !replaces(o.State, prev.State, gerr == nil) {
 				return o, err
 			}
 			r := outcomes.Record{
@@ -57,8 +63,8 @@ func Record(store Outcomes, repairs *prometheus.CounterVec, log *logrus.Entry) W
 }
 
 // replaces says whether an outcome in state s may replace the source's
-// record, so that a reconcile that changed nothing cannot hide what
-// Cloudoreg last did for the source:
+// record (in state prev, if found), so that work that changed nothing
+// cannot hide what Cloudoreg last did for the source:
 //   - other_org: the work's tenant does not own the source; the record, and
 //     the org that may read it through the status API, stay the owner's;
 //   - not_ours: an event that does not concern the cloud-meter application
@@ -66,35 +72,27 @@ func Record(store Outcomes, repairs *prometheus.CounterVec, log *logrus.Entry) W
 //     source already removed) keeps an available, unavailable, removed or
 //     paused record; it is recorded for a source without one, or whose
 //     record said only that work was in progress (retrying, dead-lettered).
-func replaces(ctx context.Context, store Outcomes, sourceID string, s reconcile.State) (bool, error) {
+func replaces(s reconcile.State, prev string, found bool) bool {
 	switch s {
 	case reconcile.StateOtherOrg:
-		return false, nil
+		return false
 	case reconcile.StateNotOurs:
-		prev, err := store.Get(ctx, sourceID)
-		if errors.Is(err, outcomes.ErrNotFound) {
-			return true, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		prevState := reconcile.State(prev.State)
-		return prevState == reconcile.StateParked || prevState == reconcile.StateDeadLettered, nil
+		p := reconcile.State(prev)
+		return !found || p == reconcile.StateParked || p == reconcile.StateDeadLettered
 	}
-	return true, nil
+	return true
 }
 
 // countRepairs counts what a periodic reconcile repaired, by comparing its
-// outcome with the source's last recorded one (what the events before it
-// left; no record counts as anything else):
+// outcome with the source's last recorded one, prev (what the events before
+// it left; no record counts as anything else):
 //   - removed: it ends removed and the record did not say removed (the
 //     source held a claim, so a registration was left behind);
 //   - re-registered: it ends available and the record did not say
 //     available with the same AWS account;
 //   - status re-sent: it ends available or unavailable and the record said
 //     another state or code (the customer saw something else).
-func countRepairs(ctx context.Context, store Outcomes, counter *prometheus.CounterVec, log *logrus.Entry, sourceID string, o reconcile.Outcome) {
-	prev, _ := store.Get(ctx, sourceID)
+func countRepairs(counter *prometheus.CounterVec, log *logrus.Entry, prev outcomes.Record, o reconcile.Outcome) {
 	var repairs []string
 	if o.State == reconcile.StateRemoved && prev.State != string(reconcile.StateRemoved) {
 		repairs = append(repairs, metrics.RepairRemoved)

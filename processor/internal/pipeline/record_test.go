@@ -11,6 +11,7 @@ import (
 	"github.com/cloudoreg/cloudoreg/processor/internal/metrics"
 	"github.com/cloudoreg/cloudoreg/processor/internal/outcomes"
 	"github.com/cloudoreg/cloudoreg/processor/internal/reconcile"
+	"github.com/cloudoreg/cloudoreg/shared/event"
 	"github.com/cloudoreg/cloudoreg/shared/status"
 	"github.com/cloudoreg/cloudoreg/shared/work"
 )
@@ -155,45 +156,61 @@ func TestRecordCountsPeriodicRepairs(t *testing.T) {
 // hold (or none, or a failed read), an outcome that changed nothing does not
 // replace what Cloudoreg last did: other_org never writes (the record stays
 // the owning org's), not_ours writes only over no record or work in
-// progress. Every other outcome replaces any record.
+// progress. Every other outcome replaces any record. The same holds for a
+// periodic reconcile, which still reads the record once.
 func TestRecordKeepsWhatCloudoregDid(t *testing.T) {
 	all := []reconcile.State{
 		reconcile.StateAvailable, reconcile.StateUnavailable, reconcile.StateRemoved, reconcile.StatePaused,
 		reconcile.StateNotOurs, reconcile.StateOtherOrg, reconcile.StateParked, reconcile.StateDeadLettered,
 	}
 	prevs := append([]reconcile.State{"(none)", "(read fails)"}, all...)
-	for _, s := range all {
-		for _, prev := range prevs {
-			t.Run(string(s)+" over "+string(prev), func(t *testing.T) {
-				store := newOutcomeStore()
-				switch prev {
-				case "(none)":
-				case "(read fails)":
-					store.getErr = errKV
-				default:
-					store.records["9"] = outcomes.Record{State: string(prev), OrgID: "owner"}
-				}
-				log, hook := testLog()
-				o := reconcile.Outcome{State: s}
-				if _, err := Record(store, metrics.New().PeriodicRepairs, log)(returns(o, nil).handle)(context.Background(), message(0)); err != nil {
-					t.Fatal(err)
-				}
-				want := true
-				switch s {
-				case reconcile.StateOtherOrg:
-					want = false
-				case reconcile.StateNotOurs:
-					want = prev == "(none)" || prev == reconcile.StateParked || prev == reconcile.StateDeadLettered
-				}
-				got := store.records["9"]
-				if replaced := got.State == string(s) && got.OrgID == "o1"; replaced != want {
-					t.Errorf("record %+v; replaced %v, want %v", got, replaced, want)
-				}
-				warned := len(hook.got) == 1 && hook.got[0].Message == "reading the outcome record failed: not replaced"
-				if wantWarn := s == reconcile.StateNotOurs && prev == "(read fails)"; warned != wantWarn || len(hook.got) > 1 {
-					t.Errorf("log %v, want a warning only when the read a not_ours needs fails", hook.got)
-				}
-			})
+	for _, kind := range []string{string(event.AuthUpdate), work.KindReconcile} {
+		for _, s := range all {
+			for _, prev := range prevs {
+				t.Run(kind+": "+string(s)+" over "+string(prev), func(t *testing.T) {
+					store := newOutcomeStore()
+					switch prev {
+					case "(none)":
+					case "(read fails)":
+						store.getErr = errKV
+					default:
+						store.records["9"] = outcomes.Record{State: string(prev), OrgID: "owner"}
+					}
+					log, hook := testLog()
+					m := message(0)
+					m.Kind = kind
+					if _, err := Record(store, metrics.New().PeriodicRepairs, log)(returns(reconcile.Outcome{State: s}, nil).handle)(context.Background(), m); err != nil {
+						t.Fatal(err)
+					}
+					want := true
+					switch s {
+					case reconcile.StateOtherOrg:
+						want = false
+					case reconcile.StateNotOurs:
+						want = prev == "(none)" || prev == reconcile.StateParked || prev == reconcile.StateDeadLettered
+					}
+					got := store.records["9"]
+					if replaced := got.State == string(s) && got.OrgID == "o1"; replaced != want {
+						t.Errorf("record %+v; replaced %v, want %v", got, replaced, want)
+					}
+					warnings := 0
+					for _, e := range hook.got {
+						if e.Message == "reading the outcome record failed: not replaced" {
+							warnings++
+						}
+					}
+					wantWarnings := 0
+					if s == reconcile.StateNotOurs && prev == "(read fails)" {
+						wantWarnings = 1
+					}
+					if warnings != wantWarnings {
+						t.Errorf("log %v, want a warning only when the read a not_ours needs fails", hook.got)
+					}
+					if store.gets > 1 {
+						t.Errorf("read the record %d times, want at most once", store.gets)
+					}
+				})
+			}
 		}
 	}
 }
